@@ -1,0 +1,68 @@
+# kcm — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SERVICES := deploy/local/services.sh
+PYTEST_ARGS ?=
+
+.PHONY: help install services services-stop services-status services-env run test test-unit \
+        test-integration lint bench migrate clean
+
+help:
+	@echo "make run     - start kcm locally (API + supervisor + dead-letter worker) on embedded defaults"
+	@echo "make test    - install, start Kafka/PostgreSQL/Redis, run the whole test suite"
+	@echo "make services | services-stop | services-status | services-env"
+	@echo "make install | lint | bench | migrate"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kcm needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+
+$(VENV)/.installed: $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+services: install
+	@$(SERVICES) start
+
+services-stop:
+	@$(SERVICES) stop
+
+services-status:
+	@$(SERVICES) status
+
+services-env:
+	@$(SERVICES) env
+
+migrate: install
+	$(PY) -m schema.migrate
+
+run: install
+	@$(SERVICES) start redis kafka
+	@deploy/local/run.sh
+
+test: install
+	@$(SERVICES) start
+	@set -a; eval "$$($(SERVICES) env)"; set +a; \
+	  $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-integration: install
+	@$(SERVICES) start
+	@set -a; eval "$$($(SERVICES) env)"; set +a; $(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check api supervisor workers processors schema tests bench deploy
+
+bench: install
+	@$(SERVICES) start
+	@set -a; eval "$$($(SERVICES) env)"; set +a; $(PY) -m bench
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# The local stack kcm's tests, benchmarks and `make run` use: Apache Kafka (KRaft, one node),
+# PostgreSQL 15 and Redis, all on 127.0.0.1, all state under $KCM_LOCAL (default .local/).
+#
+#   services.sh start [kafka|postgres|redis ...]   idempotent: starts only what is not running
+#   services.sh stop  [...]                        stops what this script started
+#   services.sh status                             one line per service
+#   services.sh env                                the export lines for the running stack
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL="${KCM_LOCAL:-$ROOT/.local}"
+KAFKA_PORT="${KCM_LOCAL_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${KCM_LOCAL_KAFKA_CONTROLLER_PORT:-19093}"
+PG_PORT="${KCM_LOCAL_PG_PORT:-15432}"
+REDIS_PORT="${KCM_LOCAL_REDIS_PORT:-16379}"
+PG_USER=kcm
+PG_PASSWORD=kcm
+PYTHON="${KCM_PYTHON:-$ROOT/.venv/bin/python}"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "services: $*"; exit 1; }
+
+alive() { # pidfile -> 0 when the process named in it is alive
+  [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds what
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    port_open "$1" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+as_root() { [[ "$(id -u)" == 0 ]]; }
+
+apt_install() { # package binary-to-look-for
+  if as_root && command -v apt-get >/dev/null; then
+    say "services: installing Debian package $1 (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >/dev/null; } ||
+      die "apt-get install $1 failed"
+  else
+    die "$2 not found. Install it first: 'sudo apt-get install $1' (Debian/Ubuntu) or 'brew install $1' (macOS)."
+  fi
+}
+
+# ---------------------------------------------------------------- Redis
+redis_bin() { command -v redis-server || true; }
+
+redis_start() {
+  local dir="$LOCAL/redis"
+  mkdir -p "$dir"
+  if alive "$dir/redis.pid"; then say "redis: already running on 127.0.0.1:$REDIS_PORT"; return; fi
+  [[ -n "$(redis_bin)" ]] || apt_install redis-server redis-server
+  port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set KCM_LOCAL_REDIS_PORT"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --dir "$dir" \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no >/dev/null
+  wait_port "$REDIS_PORT" 10 || die "redis did not open 127.0.0.1:$REDIS_PORT; see $dir/redis.log"
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ -f "$dir/redis.pid" ]] && break
+    sleep 0.1
+  done
+  say "redis: started on 127.0.0.1:$REDIS_PORT"
+}
+
+redis_stop() { stop_pidfile redis "$LOCAL/redis/redis.pid"; }
+
+# ---------------------------------------------------------------- PostgreSQL
+pg_bindir() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [[ -x "$d/initdb" ]] && { echo "$d"; return; }
+  done
+  command -v pg_config >/dev/null && [[ -x "$(pg_config --bindir)/initdb" ]] && pg_config --bindir && return
+  true
+}
+
+pg_run() { # run a PostgreSQL binary as the owner of the data dir (root may not run the server)
+  if as_root; then
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+
+postgres_start() {
+  local dir="$LOCAL/postgres" bin
+  bin="$(pg_bindir)"
+  [[ -n "$bin" ]] || { apt_install postgresql initdb; bin="$(pg_bindir)"; }
+  [[ -n "$bin" ]] || die "PostgreSQL's initdb not found after install"
+  mkdir -p "$dir"
+  if as_root; then
+    id postgres >/dev/null 2>&1 || die "user 'postgres' is missing; reinstall the postgresql package"
+    chown postgres "$dir"
+    chmod o+x "$LOCAL" "$(dirname "$LOCAL")" 2>/dev/null || true
+  fi
+  if [[ -f "$dir/data/postmaster.pid" ]] && pg_run "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    say "postgres: already running on 127.0.0.1:$PG_PORT"
+    return
+  fi
+  if [[ ! -f "$dir/data/PG_VERSION" ]]; then
+    local pwfile="$dir/pwfile"
+    printf '%s\n' "$PG_PASSWORD" >"$pwfile"
+    as_root && chown postgres "$pwfile"
+    pg_run "$bin/initdb" -D "$dir/data" -U "$PG_USER" --pwfile="$pwfile" -A scram-sha-256 \
+      --auth-local=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+      die "initdb failed; see $dir/initdb.log"
+    rm -f "$pwfile"
+  fi
+  port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; set KCM_LOCAL_PG_PORT"
+  pg_run "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c max_connections=200 -c fsync=on" start >/dev/null ||
+    die "postgres did not start; see $dir/postgres.log"
+  local db
+  for db in kcm kcm_test; do
+    if ! pg_run "$bin/psql" -h "$dir" -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
+      "SELECT 1 FROM pg_database WHERE datname='$db'" | grep -q 1; then
+      pg_run "$bin/createdb" -h "$dir" -p "$PG_PORT" -U "$PG_USER" "$db"
+    fi
+  done
+  say "postgres: started on 127.0.0.1:$PG_PORT (databases kcm, kcm_test; role $PG_USER)"
+}
+
+postgres_stop() {
+  local dir="$LOCAL/postgres" bin
+  bin="$(pg_bindir)"
+  if [[ -n "$bin" && -f "$dir/data/postmaster.pid" ]]; then
+    pg_run "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 && say "postgres: stopped" && return
+  fi
+  say "postgres: not running"
+}
+
+# ---------------------------------------------------------------- Kafka
+kafka_fetch() {
+  local lib="$LOCAL/kafka/lib"
+  if [[ -f "$LOCAL/kafka/lib.ok" ]]; then return; fi
+  command -v java >/dev/null || die "java not found: install a JDK 17+ ('sudo apt-get install openjdk-17-jre-headless')"
+  command -v mvn >/dev/null || die "mvn not found: install Maven ('sudo apt-get install maven')"
+  say "kafka: fetching Apache Kafka jars from Maven Central (once; cached in $lib)"
+  rm -rf "$lib"
+  mvn -B -q -f "$ROOT/deploy/kafka/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$lib" -DincludeScope=runtime >"$LOCAL/kafka/mvn.log" 2>&1 ||
+    die "mvn could not fetch Kafka; see $LOCAL/kafka/mvn.log"
+  ls "$lib"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka_2.13 jar missing after mvn; see $LOCAL/kafka/mvn.log"
+  touch "$LOCAL/kafka/lib.ok"
+}
+
+kafka_config() {
+  local dir="$LOCAL/kafka"
+  mkdir -p "$dir/config" "$dir/data"
+  sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+    -e "s|@DATA@|$dir/data|g" "$ROOT/deploy/kafka/server.properties.in" >"$dir/config/server.properties"
+  cp "$ROOT/deploy/kafka/log4j2.properties" "$dir/config/log4j2.properties"
+}
+
+kafka_java() { # main-class args...
+  local dir="$LOCAL/kafka"
+  java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$dir/config/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
+    -cp "$dir/lib/*" "$@"
+}
+
+kafka_start() {
+  local dir="$LOCAL/kafka"
+  mkdir -p "$dir/logs"
+  if alive "$dir/kafka.pid"; then say "kafka: already running on 127.0.0.1:$KAFKA_PORT"; return; fi
+  kafka_fetch
+  kafka_config
+  if [[ ! -f "$dir/data/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$dir/logs/format.log" | tail -1)"
+    [[ -n "$cluster_id" ]] || die "kafka: could not make a cluster id; see $dir/logs/format.log"
+    kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+      -c "$dir/config/server.properties" >>"$dir/logs/format.log" 2>&1 ||
+      die "kafka: storage format failed; see $dir/logs/format.log"
+  fi
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KCM_LOCAL_KAFKA_PORT"
+  nohup java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$dir/config/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
+    -cp "$dir/lib/*" kafka.Kafka "$dir/config/server.properties" >"$dir/logs/stdout.log" 2>&1 </dev/null &
+  echo $! >"$dir/kafka.pid"
+  # the PLAINTEXT port opens only once the broker is unfenced
+  local i
+  for ((i = 0; i < 900; i++)); do
+    alive "$dir/kafka.pid" || die "kafka exited during start; see $dir/logs/stdout.log and $dir/logs/server.log"
+    port_open "$KAFKA_PORT" && break
+    sleep 0.1
+  done
+  port_open "$KAFKA_PORT" || die "kafka did not open 127.0.0.1:$KAFKA_PORT in 90 s; see $dir/logs/server.log"
+  if [[ -x "$PYTHON" ]]; then
+    "$PYTHON" "$ROOT/deploy/local/kafka_ready.py" "127.0.0.1:$KAFKA_PORT" ||
+      die "kafka answers on its port but not to a metadata request; see $dir/logs/server.log"
+  fi
+  say "kafka: started on 127.0.0.1:$KAFKA_PORT (pid $(cat "$dir/kafka.pid"))"
+}
+
+kafka_stop() { stop_pidfile kafka "$LOCAL/kafka/kafka.pid" 60; }
+
+# ---------------------------------------------------------------- common
+stop_pidfile() { # name pidfile [seconds]
+  local pid i
+  if ! alive "$2"; then say "$1: not running"; rm -f "$2"; return; fi
+  pid="$(cat "$2")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < ${3:-20} * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$1: did not stop in ${3:-20} s, killing"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$2"
+  say "$1: stopped"
+}
+
+status_line() { # name ok-test
+  if "$2"; then printf '%-9s running  %s\n' "$1" "$3"; else printf '%-9s stopped\n' "$1"; fi
+}
+kafka_up() { alive "$LOCAL/kafka/kafka.pid" && port_open "$KAFKA_PORT"; }
+redis_up() { alive "$LOCAL/redis/redis.pid" && port_open "$REDIS_PORT"; }
+postgres_up() { [[ -f "$LOCAL/postgres/data/postmaster.pid" ]] && port_open "$PG_PORT"; }
+
+print_env() {
+  cat <<EOF
+export KCM_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export KCM_DATABASE_URL=postgresql+psycopg2://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/kcm
+export KCM_TEST_DATABASE_URL=postgresql+psycopg2://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/kcm_test
+export KCM_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+EOF
+}
+
+cmd="${1:-status}"
+shift || true
+which=("$@")
+[[ ${#which[@]} -gt 0 ]] || which=(redis postgres kafka)
+mkdir -p "$LOCAL"
+
+case "$cmd" in
+  start)
+    for s in "${which[@]}"; do "${s}_start"; done
+    say ""
+    say "# connection settings (eval \"\$(make -s services-env)\" to load them):"
+    print_env
+    ;;
+  stop)
+    for ((k = ${#which[@]} - 1; k >= 0; k--)); do "${which[$k]}_stop"; done
+    ;;
+  status)
+    status_line kafka kafka_up "127.0.0.1:$KAFKA_PORT"
+    status_line postgres postgres_up "127.0.0.1:$PG_PORT"
+    status_line redis redis_up "127.0.0.1:$REDIS_PORT"
+    ;;
+  env) print_env ;;
+  *) die "unknown command '$cmd' (start|stop|status|env)" ;;
+esac

@@ -1,0 +1,75 @@
+"""SQLAlchemy 2.x models: the desired state the API writes and the supervisor reads."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, String, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from schema.states import ConsumerStatus, DesiredState
+
+# JSONB on PostgreSQL, JSON elsewhere (SQLite)
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _enum(enum_cls, name: str) -> Enum:
+    return Enum(enum_cls, name=name, values_callable=lambda e: [m.value for m in e], validate_strings=True)
+
+
+class Consumer(Base):
+    __tablename__ = "consumers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    broker_ip: Mapped[str | None] = mapped_column(String(255))
+    broker_port: Mapped[int | None] = mapped_column(Integer)
+    bootstrap_servers: Mapped[list | None] = mapped_column(JSONType)
+    topic: Mapped[str] = mapped_column(String(249), index=True)
+    consumer_group: Mapped[str] = mapped_column(String(255), index=True)
+    client_id: Mapped[str | None] = mapped_column(String(255))
+    replicas: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    auto_offset_reset: Mapped[str] = mapped_column(String(16), default="earliest", server_default="earliest")
+    # librdkafka security settings; secrets only as ${env:NAME} / ${file:/path} references
+    security: Mapped[dict | None] = mapped_column(JSONType)
+    status: Mapped[ConsumerStatus] = mapped_column(
+        _enum(ConsumerStatus, "consumer_status"), default=ConsumerStatus.INACTIVE, index=True
+    )
+    desired_state: Mapped[DesiredState] = mapped_column(
+        _enum(DesiredState, "desired_state"), default=DesiredState.STOPPED
+    )
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    downstream_processors: Mapped[list[DownstreamProcessor]] = relationship(
+        back_populates="consumer",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="DownstreamProcessor.position, DownstreamProcessor.created_at",
+    )
+
+
+class DownstreamProcessor(Base):
+    __tablename__ = "downstream_processors"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    consumer_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("consumers.id", ondelete="CASCADE"), index=True
+    )
+    processor_type: Mapped[str] = mapped_column(String(100))
+    config: Mapped[dict] = mapped_column(JSONType, default=dict)
+    position: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    on_error: Mapped[str] = mapped_column(String(16), default="retry", server_default="retry")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    consumer: Mapped[Consumer] = relationship(back_populates="downstream_processors")

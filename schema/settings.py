@@ -1,0 +1,65 @@
+"""kcm's settings, read from ``KCM_*`` environment variables (documented in .env.example)."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_sqlite_url() -> str:
+    return f"sqlite:///{ROOT / '.local' / 'kcm.sqlite3'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    kafka_bootstrap: str
+    reconcile_interval: float
+    heartbeat_interval: float
+    startsecs: float
+    startretries: int
+    backoff_max: float
+    stopwaitsecs: float
+    supervisor_id: str
+    file_sink_root: str
+    max_content_length: int
+    batch_size: int
+    batch_timeout: float
+    dead_letter_max_bytes: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: str) -> str:
+            value = env.get(f"KCM_{name.upper()}", "")
+            return value if value.strip() else default
+
+        values = {
+            "database_url": get("database_url", _default_sqlite_url()),
+            "redis_url": get("redis_url", "redis://127.0.0.1:16379/0"),
+            "kafka_bootstrap": get("kafka_bootstrap", "127.0.0.1:19092"),
+            "reconcile_interval": float(get("reconcile_interval", "5")),
+            "heartbeat_interval": float(get("heartbeat_interval", "1")),
+            "startsecs": float(get("startsecs", "1")),
+            "startretries": int(get("startretries", "3")),
+            "backoff_max": float(get("backoff_max", "30")),
+            "stopwaitsecs": float(get("stopwaitsecs", "10")),
+            "supervisor_id": get("supervisor_id", socket.gethostname()),
+            "file_sink_root": get("file_sink_root", str(ROOT / ".local" / "sink")),
+            "max_content_length": int(get("max_content_length", str(1024 * 1024))),
+            "batch_size": int(get("batch_size", "1000")),
+            "batch_timeout": float(get("batch_timeout", "0.5")),
+            "dead_letter_max_bytes": int(get("dead_letter_max_bytes", str(1024 * 1024))),
+            "log_level": get("log_level", "INFO"),
+        }
+        return cls(**values)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f"KCM_{f.name.upper()}" for f in fields(cls)]

@@ -1,0 +1,86 @@
+"""Process states of a consumer replica, the seed's consumer status, and the allowed transitions.
+
+Standard library only, modelled on supervisord's ``states.py``: tiny, importable from anywhere.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class ProcessState(str, enum.Enum):
+    STOPPED = "STOPPED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    BACKOFF = "BACKOFF"
+    STOPPING = "STOPPING"
+    EXITED = "EXITED"
+    FATAL = "FATAL"
+    UNKNOWN = "UNKNOWN"  # nothing has reported for this replica yet
+
+
+class ConsumerStatus(str, enum.Enum):
+    """The seed's coarse status, kept in the ``consumers.status`` column."""
+
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"
+    ERROR = "ERROR"
+
+
+class DesiredState(str, enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class CommandAction(str, enum.Enum):
+    """What the API tells the supervisor happened; the supervisor reconciles either way."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    DELETE = "delete"
+
+
+RUNNING_STATES = frozenset({ProcessState.RUNNING, ProcessState.BACKOFF, ProcessState.STARTING})
+STOPPED_STATES = frozenset({ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL, ProcessState.UNKNOWN})
+SIGNALLABLE_STATES = frozenset({ProcessState.RUNNING, ProcessState.STARTING, ProcessState.STOPPING})
+ERROR_STATES = frozenset({ProcessState.BACKOFF, ProcessState.FATAL, ProcessState.EXITED})
+
+# from-state -> the states it may move to; anything else is a bug and raises IllegalTransition
+TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
+    ProcessState.UNKNOWN: frozenset({ProcessState.STOPPED, ProcessState.STARTING}),
+    ProcessState.STOPPED: frozenset({ProcessState.STARTING}),
+    ProcessState.STARTING: frozenset(
+        {ProcessState.RUNNING, ProcessState.BACKOFF, ProcessState.STOPPING, ProcessState.FATAL}
+    ),
+    ProcessState.RUNNING: frozenset({ProcessState.STOPPING, ProcessState.EXITED, ProcessState.FATAL}),
+    ProcessState.BACKOFF: frozenset({ProcessState.STARTING, ProcessState.FATAL, ProcessState.STOPPED}),
+    ProcessState.STOPPING: frozenset({ProcessState.STOPPED}),
+    ProcessState.EXITED: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
+    ProcessState.FATAL: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A replica was asked to move between two states the table does not connect."""
+
+
+def check_transition(current: ProcessState, new: ProcessState) -> None:
+    if new not in TRANSITIONS[current]:
+        raise IllegalTransition(f"illegal transition {current.value} -> {new.value}")
+
+
+def consumer_status(states: list[ProcessState]) -> ConsumerStatus:
+    """Fold the replica states into the seed's status: any error wins, all running is ACTIVE."""
+    if any(s in ERROR_STATES for s in states):
+        return ConsumerStatus.ERROR
+    if states and all(s == ProcessState.RUNNING for s in states):
+        return ConsumerStatus.ACTIVE
+    return ConsumerStatus.INACTIVE
+
+
+# Worker exit codes the supervisor understands (sysexits.h)
+EXIT_OK = 0
+EXIT_CONFIG = 78  # EX_CONFIG: bad configuration, unknown processor, authentication failure -> FATAL
+EXIT_LEASE_HELD = 75  # EX_TEMPFAIL: another live process holds this replica's lease
