@@ -1,0 +1,124 @@
+"""The processor contract: where messages leave kcm.
+
+A processor receives **batches**. A batch is a sequence of message objects with the accessor methods of
+``confluent_kafka.Message`` — ``topic() partition() offset() key() value() headers() timestamp()`` — so the
+worker hands librdkafka's own objects over without copying; ``Record`` is the same interface for messages
+rebuilt elsewhere (dead-letter replay, tests).
+
+Life cycle: ``open()`` once, then for each batch ``process(batch)`` and ``flush()`` (returns only when the
+batch is durable in the target), and ``close()`` at the end. Raise ``RetriableError`` for a failure that
+may pass (target down), ``FatalError`` for one that will not (bad config, authentication): the worker exits
+with the configuration-error code and the supervisor marks the replica FATAL.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from marshmallow import EXCLUDE, Schema
+
+
+class MessageLike(Protocol):
+    def topic(self) -> str: ...
+    def partition(self) -> int: ...
+    def offset(self) -> int: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> list[tuple[str, bytes]] | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+Batch = Sequence[MessageLike]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A message outside librdkafka, with ``confluent_kafka.Message``'s accessors."""
+
+    topic_: str
+    partition_: int
+    offset_: int
+    value_: bytes | None
+    key_: bytes | None = None
+    headers_: tuple[tuple[str, bytes], ...] | None = None
+    timestamp_: tuple[int, int] = (0, 0)  # (timestamp type, ms since epoch) like librdkafka
+    error_: Any = field(default=None)
+
+    def topic(self) -> str:
+        return self.topic_
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int:
+        return self.offset_
+
+    def key(self) -> bytes | None:
+        return self.key_
+
+    def value(self) -> bytes | None:
+        return self.value_
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return list(self.headers_) if self.headers_ is not None else None
+
+    def timestamp(self) -> tuple[int, int]:
+        return self.timestamp_
+
+    def error(self):
+        return self.error_
+
+
+class ProcessorError(Exception):
+    """Base of the errors a processor raises."""
+
+
+class RetriableError(ProcessorError):
+    """The batch may succeed if tried again (target unreachable, timeout, lock)."""
+
+
+class FatalError(ProcessorError):
+    """Retrying will not help: bad configuration, authentication failure, missing target."""
+
+
+class EmptyConfigSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class BaseProcessor:
+    """Subclass this, set ``ConfigSchema`` and ``description``, and register the class in the
+    ``kcm.processors`` entry-point group."""
+
+    ConfigSchema: ClassVar[type[Schema]] = EmptyConfigSchema
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: dict, *, consumer_id: str = "", processor_id: str = "", context=None):
+        # config arrives already validated and deserialised by ConfigSchema().load()
+        self.config = config
+        self.consumer_id = consumer_id
+        self.processor_id = processor_id
+        self.context = context
+
+    @classmethod
+    def validate_config(cls, raw: dict) -> dict:
+        """Deserialise and validate ``raw``; raises ``marshmallow.ValidationError`` with per-field messages."""
+        return cls.ConfigSchema().load(raw or {})
+
+    def open(self) -> None:
+        """Connect to the target. Called once before the first batch."""
+
+    def process(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Return only when everything passed to ``process`` is durable in the target."""
+
+    def close(self) -> None:
+        """Release the target. Called once; must not raise."""
+
+    def committed_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Offsets this processor stored itself (exactly-once sinks), as the next offset to read per
+        ``(topic, partition)``. The worker seeks there on assignment. Default: none, Kafka's commit rules."""
+        return {}
