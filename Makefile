@@ -46,10 +46,12 @@ run: install
 	@$(SERVICES) start redis kafka
 	@deploy/local/run.sh
 
+# pytest's exit code 5 (no tests collected) is a failure here, not a pass
 test: install
 	@$(SERVICES) start
 	@set -a; eval "$$($(SERVICES) env)"; set +a; \
-	  $(PY) -m pytest $(PYTEST_ARGS)
+	  rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
 
 test-unit: install
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

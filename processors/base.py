@@ -103,8 +103,28 @@ class BaseProcessor:
 
     @classmethod
     def validate_config(cls, raw: dict) -> dict:
-        """Deserialise and validate ``raw``; raises ``marshmallow.ValidationError`` with per-field messages."""
-        return cls.ConfigSchema().load(raw or {})
+        """Deserialise and validate ``raw``; raises ``marshmallow.ValidationError`` with per-field messages.
+
+        The shared retry keys (``processors.policy.POLICY_KEYS``) are validated apart and kept in the result,
+        so a third-party ``ConfigSchema`` never has to declare them."""
+        from marshmallow import ValidationError
+
+        from processors.policy import DeliveryPolicySchema, split_config
+
+        policy_raw, own_raw = split_config(raw)
+        errors: dict = {}
+        try:
+            own = cls.ConfigSchema().load(own_raw)
+        except ValidationError as exc:
+            errors.update(exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages})
+            own = {}
+        try:
+            DeliveryPolicySchema().load(policy_raw)
+        except ValidationError as exc:
+            errors.update(exc.messages)
+        if errors:
+            raise ValidationError(errors)
+        return {**own, **policy_raw}
 
     def open(self) -> None:
         """Connect to the target. Called once before the first batch."""
@@ -114,6 +134,10 @@ class BaseProcessor:
 
     def flush(self) -> None:
         """Return only when everything passed to ``process`` is durable in the target."""
+
+    def discard(self) -> None:
+        """Forget whatever a failed ``process``/``flush`` left pending; the pipeline calls it before a retry
+        so a retried batch is not written twice."""
 
     def close(self) -> None:
         """Release the target. Called once; must not raise."""

@@ -6,7 +6,7 @@ a consumer names it.
 from __future__ import annotations
 
 import difflib
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import EntryPoint, entry_points
 
 from processors.base import BaseProcessor
@@ -44,7 +44,7 @@ def installed_names() -> list[str]:
     return sorted(_entry_points())
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> type[BaseProcessor]:
     eps = _entry_points()
     if name not in eps:

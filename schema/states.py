@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 
 
-class ProcessState(str, enum.Enum):
+class ProcessState(enum.StrEnum):
     STOPPED = "STOPPED"
     STARTING = "STARTING"
     RUNNING = "RUNNING"
@@ -18,7 +18,7 @@ class ProcessState(str, enum.Enum):
     UNKNOWN = "UNKNOWN"  # nothing has reported for this replica yet
 
 
-class ConsumerStatus(str, enum.Enum):
+class ConsumerStatus(enum.StrEnum):
     """The seed's coarse status, kept in the ``consumers.status`` column."""
 
     ACTIVE = "ACTIVE"
@@ -26,12 +26,12 @@ class ConsumerStatus(str, enum.Enum):
     ERROR = "ERROR"
 
 
-class DesiredState(str, enum.Enum):
+class DesiredState(enum.StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
 
 
-class CommandAction(str, enum.Enum):
+class CommandAction(enum.StrEnum):
     """What the API tells the supervisor happened; the supervisor reconciles either way."""
 
     CREATE = "create"
