@@ -89,17 +89,30 @@ pg_run() { # run a PostgreSQL binary as the owner of the data dir (root may not 
   fi
 }
 
+# The server runs as 'postgres' when we are root; it needs a data dir it can reach. A checkout under a
+# private home (e.g. /root) is not reachable, so fall back to a per-checkout folder under /var/tmp.
+pg_dir() {
+  if as_root && ! runuser -u postgres -- test -x "$LOCAL" 2>/dev/null; then
+    echo "/var/tmp/kcm-postgres-$(printf '%s' "$LOCAL" | md5sum | cut -c1-10)"
+  else
+    echo "$LOCAL/postgres"
+  fi
+}
+
 postgres_start() {
-  local dir="$LOCAL/postgres" bin
+  local dir bin
+  dir="$(pg_dir)"
   bin="$(pg_bindir)"
   [[ -n "$bin" ]] || { apt_install postgresql initdb; bin="$(pg_bindir)"; }
   [[ -n "$bin" ]] || die "PostgreSQL's initdb not found after install"
-  mkdir -p "$dir"
   if as_root; then
     id postgres >/dev/null 2>&1 || die "user 'postgres' is missing; reinstall the postgresql package"
+    chmod o+x "$LOCAL" 2>/dev/null || true
+    dir="$(pg_dir)"
+    mkdir -p "$dir"
     chown postgres "$dir"
-    chmod o+x "$LOCAL" "$(dirname "$LOCAL")" 2>/dev/null || true
   fi
+  mkdir -p "$dir"
   if [[ -f "$dir/data/postmaster.pid" ]] && pg_run "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     say "postgres: already running on 127.0.0.1:$PG_PORT"
     return
@@ -128,7 +141,8 @@ postgres_start() {
 }
 
 postgres_stop() {
-  local dir="$LOCAL/postgres" bin
+  local dir bin
+  dir="$(pg_dir)"
   bin="$(pg_bindir)"
   if [[ -n "$bin" && -f "$dir/data/postmaster.pid" ]]; then
     pg_run "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 && say "postgres: stopped" && return
@@ -225,7 +239,7 @@ status_line() { # name ok-test
 }
 kafka_up() { alive "$LOCAL/kafka/kafka.pid" && port_open "$KAFKA_PORT"; }
 redis_up() { alive "$LOCAL/redis/redis.pid" && port_open "$REDIS_PORT"; }
-postgres_up() { [[ -f "$LOCAL/postgres/data/postmaster.pid" ]] && port_open "$PG_PORT"; }
+postgres_up() { [[ -f "$(pg_dir)/data/postmaster.pid" ]] && port_open "$PG_PORT"; }
 
 print_env() {
   cat <<EOF
