@@ -1,0 +1,249 @@
+"""The state machine of one consumer replica, modelled on supervisord's ``Subprocess``.
+
+Standard library only and free of I/O: the supervisor feeds it observations (``spawned``, ``finish`` when a
+child is reaped, ``tick`` with the latest heartbeat on every loop) and carries out the ``Action`` values it
+returns (spawn a worker, SIGTERM, SIGKILL). The clock is injected so tests drive time without sleeping.
+
+    STOPPED -> STARTING -> RUNNING -> STOPPING -> STOPPED
+    STARTING --dies before startsecs / never ready--> BACKOFF --delay--> STARTING ... --startretries--> FATAL
+    RUNNING --dies--> EXITED --(backoff once it crash-loops)--> STARTING
+    exit code 78 (EX_CONFIG) -> FATAL at once; a new generation (restart command) leaves FATAL
+"""
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD, ProcessState, check_transition
+
+HUNG_WORKER_ERROR = "heartbeat lost (hung worker)"
+
+
+class Action(enum.StrEnum):
+    SPAWN = "spawn"
+    SIGTERM = "sigterm"
+    SIGKILL = "sigkill"
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What the supervisor read from the worker's heartbeat hash, already matched to the current pid."""
+
+    fresh: bool  # the key exists, belongs to this pid and is younger than its TTL
+    ready: bool  # the worker has reached Kafka and is consuming (phase != "starting")
+    last_error: str = ""
+
+
+@dataclass(frozen=True)
+class Timings:
+    startsecs: float = 1.0
+    startretries: int = 3
+    backoff_max: float = 30.0
+    stopwaitsecs: float = 10.0
+    backoff_base: float = 1.0
+    # a STARTING worker that has not become ready by then is killed and counts as a failed start
+    start_timeout: float = 30.0
+    # a RUNNING worker that lived this long resets the crash-loop counter
+    stable_secs: float = 30.0
+
+
+def describe_exit(returncode: int) -> str:
+    """A readable reason for a reaped child (Popen's convention: negative = killed by that signal)."""
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"WorkerExited: killed by {name}"
+    if returncode == EXIT_CONFIG:
+        return "WorkerExited: configuration error (exit 78)"
+    if returncode == EXIT_LEASE_HELD:
+        return "WorkerExited: another live process holds this replica's lease (exit 75)"
+    return f"WorkerExited: exit code {returncode}"
+
+
+class ReplicaMachine:
+    def __init__(self, timings: Timings, *, clock: Callable[[], float] = time.monotonic):
+        self.timings = timings
+        self.clock = clock
+        self.state = ProcessState.STOPPED
+        self.pid: int | None = None
+        self.generation: int | None = None  # generation of the live (or last) process
+        self.desired_running = False
+        self.desired_generation = 0
+        self.started_at: float | None = None  # clock time of the last spawn
+        self.retries = 0  # failed starts in a row (BACKOFF counter)
+        self.quick_exits = 0  # RUNNING deaths in a row before stable_secs (crash loop)
+        self.delay_until: float | None = None
+        self.backoff_delay = 0.0
+        self.stop_deadline: float | None = None
+        self.kill_sent = False
+        self.restarts = 0
+        self.last_error = ""
+        self.fatal_generation: int | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def configure(self, *, desired_running: bool, generation: int) -> None:
+        """The desired state from the database; applied on the next ``tick``. Idempotent."""
+        self.desired_running = desired_running
+        self.desired_generation = generation
+
+    def spawned(self, pid: int) -> None:
+        """The supervisor started a worker for ``desired_generation`` after a SPAWN action."""
+        if self.pid is not None:
+            raise RuntimeError(f"replica already has a live process {self.pid}; reap it before spawning")
+        if self.state in (ProcessState.STOPPED, ProcessState.EXITED, ProcessState.BACKOFF, ProcessState.FATAL):
+            if self.state == ProcessState.FATAL or self.generation != self.desired_generation:
+                self.retries = 0
+                self.fatal_generation = None
+        if self.started_at is not None:
+            self.restarts += 1
+        self._move(ProcessState.STARTING)
+        self.pid = pid
+        self.generation = self.desired_generation
+        self.started_at = self.clock()
+        self.delay_until = None
+        self.kill_sent = False
+
+    def spawn_failed(self, error: str) -> None:
+        """Popen itself failed (no such interpreter, fork failed): a failed start."""
+        self._move(ProcessState.STARTING)
+        self.generation = self.desired_generation
+        self.started_at = self.clock()
+        self._failed_start(error)
+
+    def finish(self, returncode: int, reason: str = "") -> None:
+        """The worker was reaped. ``reason`` is the worker's own last_error, if it left one."""
+        now = self.clock()
+        state = self.state
+        self.pid = None
+        self.stop_deadline = None
+        if state == ProcessState.STOPPING:
+            self._move(ProcessState.STOPPED)
+            return
+        error = self._error_text(returncode, reason)
+        if returncode == EXIT_CONFIG and state in (ProcessState.STARTING, ProcessState.RUNNING):
+            self.last_error = error
+            self._go_fatal()
+        elif state == ProcessState.STARTING:
+            self._failed_start(error)
+        elif state == ProcessState.RUNNING:
+            self.last_error = error
+            lived = now - (self.started_at or now)
+            self.quick_exits = 0 if lived >= self.timings.stable_secs else self.quick_exits + 1
+            # the first unexpected death restarts at once; a crash loop backs off like a failed start
+            self.backoff_delay = self._delay(self.quick_exits - 1) if self.quick_exits > 1 else 0.0
+            self.delay_until = now + self.backoff_delay
+            self._move(ProcessState.EXITED)
+
+    # ------------------------------------------------------------------ periodic
+    def tick(self, heartbeat: Heartbeat | None = None) -> list[Action]:
+        """Advance on time and the latest heartbeat (None: unknown, e.g. Redis unreachable)."""
+        now = self.clock()
+        state = self.state
+        wants_other = (not self.desired_running) or self.generation != self.desired_generation
+        if heartbeat is not None and heartbeat.fresh and self.pid is not None and not self.kill_sent:
+            # the worker's own view (Kafka unreachable, topic missing) is the freshest reason; while it
+            # runs, an empty value means it recovered
+            if heartbeat.last_error or state == ProcessState.RUNNING:
+                self.last_error = heartbeat.last_error
+
+        if state == ProcessState.STOPPED:
+            return [Action.SPAWN] if self.desired_running else []
+
+        if state in (ProcessState.EXITED, ProcessState.BACKOFF, ProcessState.FATAL):
+            if not self.desired_running:
+                self._move(ProcessState.STOPPED)
+                return []
+            if state == ProcessState.FATAL:
+                # only a new generation (a restart command) gets a FATAL replica going again
+                return [Action.SPAWN] if self.desired_generation != self.fatal_generation else []
+            if self.generation != self.desired_generation or now >= (self.delay_until or 0):
+                return [Action.SPAWN]
+            return []
+
+        if state == ProcessState.STOPPING:
+            if not self.kill_sent and now >= (self.stop_deadline or now):
+                self.kill_sent = True
+                return [Action.SIGKILL]
+            return []
+
+        # STARTING or RUNNING: a live process
+        if wants_other:
+            self._move(ProcessState.STOPPING)
+            self.stop_deadline = now + self.timings.stopwaitsecs
+            return [Action.SIGTERM]
+        if self.kill_sent:
+            return []
+        lived = now - (self.started_at or now)
+        if state == ProcessState.STARTING:
+            if heartbeat is not None and heartbeat.fresh and heartbeat.ready and lived >= self.timings.startsecs:
+                self._move(ProcessState.RUNNING)
+                self.retries = 0
+                self.backoff_delay = 0.0
+                self.last_error = heartbeat.last_error
+                return []
+            if lived >= self.timings.start_timeout:
+                self.last_error = f"WorkerStartTimeout: not ready after {self.timings.start_timeout:g} s"
+                self.kill_sent = True
+                return [Action.SIGKILL]
+            return []
+        # RUNNING: alive means the heartbeat key exists; None (Redis unreadable) decides nothing
+        if heartbeat is not None and not heartbeat.fresh:
+            self.last_error = HUNG_WORKER_ERROR
+            self.kill_sent = True
+            return [Action.SIGKILL]
+        if lived >= self.timings.stable_secs:
+            self.quick_exits = 0
+        return []
+
+    # ------------------------------------------------------------------ views
+    @property
+    def has_process(self) -> bool:
+        return self.pid is not None
+
+    def snapshot(self) -> dict[str, str]:
+        """The fields of the replica state hash this machine owns (strings, as Redis stores them)."""
+        return {
+            "state": self.state.value,
+            "pid": str(self.pid or ""),
+            "generation": str(self.generation if self.generation is not None else self.desired_generation),
+            "restarts": str(self.restarts),
+            "retries": str(self.retries),
+            "backoff_delay": f"{self.backoff_delay:g}",
+            "last_error": self.last_error,
+        }
+
+    # ------------------------------------------------------------------ internals
+    def _move(self, new: ProcessState) -> None:
+        check_transition(self.state, new)
+        self.state = new
+
+    def _delay(self, attempt: int) -> float:
+        return min(self.timings.backoff_base * (2 ** max(attempt, 0)), self.timings.backoff_max)
+
+    def _failed_start(self, error: str) -> None:
+        self.last_error = error
+        self.retries += 1
+        if self.retries > self.timings.startretries:
+            self._go_fatal()
+            return
+        self.backoff_delay = self._delay(self.retries - 1)
+        self.delay_until = self.clock() + self.backoff_delay
+        self._move(ProcessState.BACKOFF)
+
+    def _go_fatal(self) -> None:
+        self.fatal_generation = self.generation
+        self.delay_until = None
+        self.backoff_delay = 0.0
+        self._move(ProcessState.FATAL)
+
+    def _error_text(self, returncode: int, reason: str) -> str:
+        if self.kill_sent and self.last_error:
+            return self.last_error  # we killed it (hung, start timeout): that is the reason
+        exit_text = describe_exit(returncode)
+        return f"{exit_text}: {reason}" if reason else exit_text
