@@ -83,7 +83,7 @@ pg_bindir() {
 
 pg_run() { # run a PostgreSQL binary as the owner of the data dir (root may not run the server)
   if as_root; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi

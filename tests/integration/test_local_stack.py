@@ -1,6 +1,8 @@
 """`make services` is idempotent: a second start leaves exactly one Kafka, one PostgreSQL and one Redis."""
+import os
 import subprocess
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "deploy" / "local" / "services.sh"
@@ -11,13 +13,23 @@ def _count(pattern: str) -> int:
     return len(out.split())
 
 
+def _instances(pg_url: str, redis_url: str) -> tuple[int, int, int]:
+    """Processes of this checkout's stack (another checkout's stack on other ports does not count)."""
+    kafka_port = os.environ["KCM_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1]
+    kafka = _count(f"kafka.Kafka {ROOT}/.local/kafka/config/server.properties")
+    redis = _count(f"redis-server 127.0.0.1:{urlparse(redis_url).port}")
+    postgres = _count(f"postgres -D .* -p {urlparse(pg_url.replace('+psycopg2', '')).port}")
+    assert kafka_port
+    return kafka, redis, postgres
+
+
 def test_second_start_is_a_no_op_with_one_instance_each(kafka_bootstrap, pg_url, redis_test_url):
-    before = (_count("kafka.Kafka .*server.properties"), _count("redis-server 127.0.0.1"), _count("postgres -D"))
+    before = _instances(pg_url, redis_test_url)
     result = subprocess.run([str(SERVICES), "start"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "already running" in result.stderr
     assert "export KCM_KAFKA_BOOTSTRAP=127.0.0.1:" in result.stdout
-    after = (_count("kafka.Kafka .*server.properties"), _count("redis-server 127.0.0.1"), _count("postgres -D"))
+    after = _instances(pg_url, redis_test_url)
     assert after == before
     assert after == (1, 1, 1)
 
