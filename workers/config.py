@@ -1,0 +1,79 @@
+"""The confluent-kafka configuration of a worker, built from its WorkerSpec.
+
+Secrets arrive as references (``${env:NAME}``, ``${file:/path}``) and are resolved here, at start, in the
+worker's memory only: a reference that does not resolve is a ``ConsumerConfigError`` (exit 78), and no
+resolved value is ever logged or written to Redis.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from schema.settings import Settings
+from schema.spec import WorkerSpec
+
+REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
+
+# librdkafka >= 2.2 waits 1000 ms by default before re-fetching a drained queue, which caps throughput
+FETCH_QUEUE_BACKOFF_MS = 10
+QUEUED_MIN_MESSAGES = 20_000
+
+
+class ConsumerConfigError(ValueError):
+    """The consumer's configuration cannot work (unresolvable secret, bad setting): EX_CONFIG."""
+
+
+def resolve_references(value: str, environ: Mapping[str, str]) -> str:
+    def replace(match: re.Match) -> str:
+        kind, name = match.group(1), match.group(2).strip()
+        if kind == "env":
+            if name not in environ:
+                raise ConsumerConfigError(f"secret reference ${{env:{name}}}: environment variable is not set")
+            return environ[name]
+        try:
+            with open(name, encoding="utf-8") as fh:
+                return fh.read().strip()
+        except OSError as exc:
+            raise ConsumerConfigError(f"secret reference ${{file:{name}}}: {exc.strerror or exc}") from None
+
+    return REFERENCE.sub(replace, value)
+
+
+def resolve_security(security: Mapping[str, object], environ: Mapping[str, str]) -> dict[str, str]:
+    resolved = {}
+    for key, raw in (security or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ConsumerConfigError(f"security setting name {key!r} is not a librdkafka property")
+        resolved[key] = resolve_references(str(raw), environ) if isinstance(raw, str) else raw
+    return resolved
+
+
+def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, str], *, error_cb=None) -> dict:
+    if spec.auto_offset_reset not in ("earliest", "latest", "error", "smallest", "largest"):
+        raise ConsumerConfigError(f"auto_offset_reset {spec.auto_offset_reset!r} is not earliest, latest or error")
+    config = {
+        "bootstrap.servers": spec.bootstrap_servers,
+        "group.id": spec.group_id,
+        "client.id": spec.client_id or f"kcm-{spec.consumer_id}-{spec.replica}",
+        "enable.auto.offset.store": False,
+        # commits only offsets we stored after every processor flushed the batch: at-least-once
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 1000,
+        "auto.offset.reset": spec.auto_offset_reset,
+        "enable.partition.eof": False,
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
+        "queued.min.messages": max(QUEUED_MIN_MESSAGES, settings.batch_size * 2),
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 1_000,
+        "socket.connection.setup.timeout.ms": 10_000,
+    }
+    config.update(resolve_security(spec.security, environ))
+    if error_cb is not None:
+        config["error_cb"] = error_cb
+    return config
+
+
+def redacted_config(config: Mapping[str, object]) -> dict:
+    """The config for a log line: security values hidden."""
+    hidden = ("password", "secret", "key", "token", "jaas")
+    return {k: ("***" if any(h in k for h in hidden) else v) for k, v in config.items() if not callable(v)}

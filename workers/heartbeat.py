@@ -1,0 +1,102 @@
+"""The worker's heartbeat: one pipelined HSET + EXPIRE every interval, from a thread off the hot loop.
+
+The thread also keeps the lease alive and watches the parent: a worker whose supervisor is gone stops.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+import redis
+
+from schema import keys
+from schema.states import EXIT_LEASE_HELD
+from workers.lease import Lease, LeaseLost
+from workers.parent import parent_gone
+
+log = logging.getLogger("kcm.worker")
+
+
+class WorkerStatus:
+    """Counters and facts the hot loop updates (plain attribute writes) and the heartbeat publishes."""
+
+    def __init__(self, *, pid: int, host: str, generation: int):
+        self.pid = pid
+        self.host = host
+        self.generation = generation
+        self.started_at = time.time()
+        self.phase = "starting"  # starting -> consuming -> stopping -> exited
+        self.partitions: list[str] = []
+        self.messages = 0
+        self.bytes = 0
+        self.errors = 0
+        self.last_error = ""
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "pid": str(self.pid),
+            "host": self.host,
+            "generation": str(self.generation),
+            "started_at": f"{self.started_at:.3f}",
+            "last_heartbeat": f"{time.time():.3f}",
+            "phase": self.phase,
+            "partitions": json.dumps(sorted(self.partitions)),
+            "messages": str(self.messages),
+            "bytes": str(self.bytes),
+            "errors": str(self.errors),
+            "last_error": self.last_error,
+        }
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, client: redis.Redis, status: WorkerStatus, consumer_id: str, replica: int, *,
+                 interval: float, lease: Lease, expected_parent: int | None):
+        super().__init__(name="kcm-heartbeat", daemon=True)
+        self.client = client
+        self.status = status
+        self.key = keys.heartbeat_key(consumer_id, replica)
+        self.interval = interval
+        self.ttl = max(1, int(round(interval * 3 * 1000)))  # ms
+        self.lease = lease
+        self.expected_parent = expected_parent
+        self._stop_event = threading.Event()
+        self._first = True
+
+    def beat(self) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        if self._first:
+            pipe.delete(self.key)  # fields of a previous process must not survive into ours
+        pipe.hset(self.key, mapping=self.status.fields())
+        pipe.pexpire(self.key, self.ttl)
+        pipe.execute()
+        self._first = False
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            if parent_gone(self.expected_parent):
+                log.warning("ParentGone: supervisor %s exited; stopping", self.expected_parent)
+                os.kill(os.getpid(), signal.SIGTERM)
+                self.expected_parent = None
+            try:
+                self.lease.extend()
+                self.beat()
+            except LeaseLost as exc:
+                # another process owns this replica now: stop at once, commit nothing (redelivery, no twin)
+                log.error("LeaseLost: %s; exiting without committing", exc)
+                os._exit(EXIT_LEASE_HELD)
+            except redis.RedisError as exc:
+                log.warning("HeartbeatFailed: %s", exc)
+
+    def stop(self, *, final: bool = True) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(self.interval + 1)
+        if final:
+            try:
+                self.beat()
+            except redis.RedisError as exc:
+                log.warning("HeartbeatFailed: final heartbeat: %s", exc)

@@ -1,0 +1,175 @@
+"""The worker's life: connect, then consume batches -> processors -> store offsets, until told to stop.
+
+At-least-once: offsets are stored (and committed in the background by librdkafka) only after every
+processor has durably accepted the batch; a batch that fails is never stored, so it is redelivered.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from processors.base import FatalError
+from processors.pipeline import Pipeline
+from schema.states import EXIT_OK
+from workers.heartbeat import WorkerStatus
+
+log = logging.getLogger("kcm.worker")
+
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Kafka could not be reached at start
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: a batch could not be delivered (redelivered after the restart)
+EXIT_COLD_STOP = 143  # a second SIGTERM: exit at once, commit nothing
+CONNECT_TIMEOUT = 10.0
+
+
+class WorkerExit(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Runner:
+    def __init__(self, spec, settings, config: dict, pipeline: Pipeline, status: WorkerStatus):
+        self.spec = spec
+        self.settings = settings
+        self.pipeline = pipeline
+        self.status = status
+        self.stopping = False
+        self._brokers_down = ""
+        self._fatal_error: KafkaError | None = None
+        config = dict(config, error_cb=self._on_kafka_error)
+        self.consumer = Consumer(config)
+
+    # ------------------------------------------------------------------ callbacks (main thread, inside consume)
+    def _on_kafka_error(self, err: KafkaError) -> None:
+        self.status.errors += 1
+        self.status.last_error = f"KafkaError: {err.name()}: {err.str()}"
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._brokers_down = err.str()
+        if err.fatal():
+            self._fatal_error = err
+        log.warning("KafkaError consumer=%s replica=%s code=%s fatal=%s: %s", self.spec.consumer_id,
+                    self.spec.replica, err.name(), err.fatal(), err.str())
+
+    def _on_assign(self, consumer, partitions) -> None:
+        resume = self.pipeline.committed_offsets([(tp.topic, tp.partition) for tp in partitions])
+        if resume:  # an exactly-once sink keeps its own offsets: start where it says
+            for tp in partitions:
+                if (tp.topic, tp.partition) in resume:
+                    tp.offset = resume[(tp.topic, tp.partition)]
+            consumer.assign(partitions)
+        self.status.partitions = sorted({*self.status.partitions, *(f"{tp.topic}:{tp.partition}" for tp in partitions)})
+        log.info("PartitionsAssigned consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
+                 ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions))
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        self._commit_stored()
+        gone = {f"{tp.topic}:{tp.partition}" for tp in partitions}
+        self.status.partitions = [p for p in self.status.partitions if p not in gone]
+        log.info("PartitionsRevoked consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
+                 ",".join(sorted(gone)))
+
+    def _on_lost(self, consumer, partitions) -> None:
+        gone = {f"{tp.topic}:{tp.partition}" for tp in partitions}
+        self.status.partitions = [p for p in self.status.partitions if p not in gone]
+
+    # ------------------------------------------------------------------ life
+    def request_stop(self, signum, _frame) -> None:
+        if self.stopping:  # second signal: cold stop, nothing committed, the batch is redelivered
+            import os
+
+            os._exit(EXIT_COLD_STOP)
+        self.stopping = True
+        self.status.phase = "stopping"
+        log.info("StopRequested consumer=%s replica=%s signal=%s", self.spec.consumer_id, self.spec.replica,
+                 signal.Signals(signum).name)
+
+    def connect(self) -> None:
+        """Reach Kafka before reporting ready; an unreachable cluster is a failed start, a missing topic is not."""
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            try:
+                metadata = self.consumer.list_topics(self.spec.topic, timeout=1.0)
+                break
+            except KafkaException as exc:
+                self.consumer.poll(0)  # serve error_cb
+                if self._brokers_down or time.monotonic() >= deadline:
+                    detail = self.status.last_error or exc.args[0].str()
+                    raise WorkerExit(EXIT_UNAVAILABLE, f"KafkaUnreachable: {self.spec.bootstrap_servers}: {detail}") from None
+        topic = metadata.topics.get(self.spec.topic)
+        if topic is None or topic.error is not None:
+            self.status.last_error = (f"TopicNotFound: topic {self.spec.topic!r} does not exist on "
+                                      f"{self.spec.bootstrap_servers} (waiting for it)")
+            log.warning("TopicNotFound consumer=%s topic=%s", self.spec.consumer_id, self.spec.topic)
+        else:
+            self.status.last_error = ""
+        self._brokers_down = ""
+
+    def run(self) -> int:
+        self.connect()
+        self.consumer.subscribe([self.spec.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        self.status.phase = "consuming"
+        log.info("WorkerConsuming consumer=%s replica=%s generation=%s topic=%s group=%s", self.spec.consumer_id,
+                 self.spec.replica, self.spec.generation, self.spec.topic, self.spec.group_id)
+        batch_size, timeout = self.settings.batch_size, self.settings.batch_timeout
+        while not self.stopping:
+            batch = self.consumer.consume(num_messages=batch_size, timeout=timeout)
+            if self._fatal_error is not None:
+                raise WorkerExit(EXIT_SOFTWARE, f"KafkaFatalError: {self._fatal_error.str()}")
+            if batch:
+                self._handle(batch)
+        self._commit_stored()
+        return EXIT_OK
+
+    def _handle(self, batch: list) -> None:
+        good = [m for m in batch if m.error() is None]
+        if len(good) != len(batch):
+            self._record_message_errors(m for m in batch if m.error() is not None)
+            if not good:
+                return
+        try:
+            self.pipeline.deliver(good)
+        except FatalError:
+            raise
+        except Exception as exc:
+            # the batch is not stored: the replacement worker gets it again (at-least-once)
+            raise WorkerExit(EXIT_SOFTWARE, f"DeliveryFailed: {type(exc).__name__}: {exc}") from exc
+        # messages of one partition arrive in order: the last one seen is the highest offset
+        last = {(m.topic(), m.partition()): m.offset() for m in good}
+        self.consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
+        self.status.messages += len(good)
+        self.status.bytes += sum(map(len, good))
+        if self.status.last_error:
+            self.status.last_error = ""  # consuming again: whatever went wrong before has passed
+
+    def _record_message_errors(self, errored) -> None:
+        for m in errored:
+            err = m.error()
+            if err.code() == KafkaError._PARTITION_EOF:
+                continue
+            self.status.errors += 1
+            if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                self.status.last_error = f"TopicNotFound: topic {self.spec.topic!r}: {err.str()}"
+            else:
+                self.status.last_error = f"KafkaError: {err.name()}: {err.str()}"
+            if err.fatal():
+                raise WorkerExit(EXIT_SOFTWARE, self.status.last_error)
+
+    def _commit_stored(self) -> None:
+        try:
+            self.consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:  # nothing stored since the last commit
+                self.status.last_error = f"CommitFailed: {exc.args[0].str()}"
+                log.warning("CommitFailed consumer=%s: %s", self.spec.consumer_id, exc.args[0].str())
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()
+        except Exception as exc:  # close must not hide the reason we are closing
+            log.warning("ConsumerCloseFailed consumer=%s: %s", self.spec.consumer_id, exc)
+
