@@ -1,58 +1,160 @@
 """A consumer's processors in their configured order, as the worker drives them: one batch at a time.
 
-``deliver(batch)`` returns only when every processor has durably accepted the batch; only then may the
-worker store the batch's offsets. Any exception leaves the offsets where they were.
+``deliver(batch)`` returns only when every processor has durably accepted the batch (or, under the
+``dead_letter``/``skip`` policies, has accepted every message but the isolated failing ones, which were
+dead-lettered or skipped); only then may the worker store the batch's offsets. Any exception leaves the
+offsets where they were. Retry and isolation live here so the worker stays a plain consume loop.
 """
 from __future__ import annotations
 
 import logging
+import threading
 
 from marshmallow import ValidationError
+from tenacity import (
+    Retrying,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential,
+)
 
 from processors import registry
 from processors.base import BaseProcessor, FatalError
+from processors.policy import DeliveryPolicy, load_policy, split_config
 from schema.spec import ProcessorSpec
 
 log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    def __init__(self, stages: list[tuple[ProcessorSpec, BaseProcessor]]):
+    def __init__(self, stages: list[tuple[ProcessorSpec, BaseProcessor]],
+                 policies: list[DeliveryPolicy] | None = None, *, consumer_id: str = "", context=None):
         self.stages = stages
+        self.policies = policies or [DeliveryPolicy(on_error=spec.on_error) for spec, _ in stages]
+        self.consumer_id = consumer_id
+        self.context = context
+        self.stats = {spec.id: {"batches": 0, "retries": 0, "dead_lettered": 0, "skipped": 0}
+                      for spec, _ in stages}
+        self._interrupted = threading.Event()
+        self._dead_letters = None
+        if any(p.on_error == "dead_letter" for p in self.policies):
+            self._dead_letters = _dead_letter_queue(context, consumer_id)
 
     @classmethod
     def build(cls, specs: tuple[ProcessorSpec, ...] | list[ProcessorSpec], *, consumer_id: str,
               context=None) -> Pipeline:
-        """Load and configure each processor; a bad type or config is a FatalError (EX_CONFIG)."""
-        stages = []
+        """Load and configure each processor; a bad type, config or policy is a FatalError (EX_CONFIG)."""
+        stages, policies = [], []
         for spec in specs:
             try:
                 processor_cls = registry.load(spec.processor_type)
                 config = processor_cls.validate_config(spec.config)
+                policies.append(load_policy(spec.on_error, split_config(spec.config)[0]))
             except (registry.UnknownProcessorType, registry.ProcessorLoadError) as exc:
                 raise FatalError(str(exc)) from exc
             except ValidationError as exc:
                 raise FatalError(f"processor {spec.id} ({spec.processor_type}) config invalid: {exc.messages}") from exc
             stages.append((spec, processor_cls(config, consumer_id=consumer_id, processor_id=spec.id,
                                                context=context)))
-        return cls(stages)
+        return cls(stages, policies, consumer_id=consumer_id, context=context)
 
     def open(self) -> None:
         for _spec, processor in self.stages:
             processor.open()
 
+    def interrupt(self) -> None:
+        """Stop waiting between retries (warm shutdown): the batch in flight fails, its offsets stay."""
+        self._interrupted.set()
+
     def deliver(self, batch) -> None:
-        for _spec, processor in self.stages:
+        if not batch:
+            return
+        for (spec, processor), policy in zip(self.stages, self.policies, strict=True):
+            self._deliver_stage(spec, processor, policy, batch)
+            self.stats[spec.id]["batches"] += 1
+
+    # ------------------------------------------------------------------ policy
+    def _deliver_stage(self, spec: ProcessorSpec, processor: BaseProcessor, policy: DeliveryPolicy, batch) -> None:
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.retry_timeout)
+            | stop_when_event_set(self._interrupted),
+            wait=wait_exponential(multiplier=policy.retry_backoff, max=policy.retry_backoff_max),
+            retry=retry_if_not_exception_type(FatalError),
+            sleep=self._interrupted.wait,
+            before_sleep=lambda state: self._log_retry(spec, state),
+            reraise=True,
+        )
+        try:
+            retrying(self._attempt, processor, batch)
+        except FatalError:
+            raise
+        except Exception as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            if policy.on_error == "retry" or self._interrupted.is_set():
+                log.error("processor %s (%s) failed %d time(s) on a batch of %d; offsets not advanced: %s: %s",
+                          spec.id, spec.processor_type, attempts, len(batch), type(exc).__name__, exc)
+                raise
+            log.warning("processor %s (%s) failed %d time(s) on a batch of %d; isolating the failing "
+                        "message(s) for %s", spec.id, spec.processor_type, attempts, len(batch), policy.on_error)
+            self._isolate(spec, processor, policy, batch, exc, attempts)
+
+    def _attempt(self, processor: BaseProcessor, batch) -> None:
+        try:
             processor.process(batch)
             processor.flush()
+        except Exception:
+            processor.discard()  # a retried batch must not carry the failed attempt's leftovers
+            raise
 
+    def _isolate(self, spec, processor, policy, batch, error: Exception, attempts: int) -> None:
+        """Halve a failing batch until the failing messages stand alone; the rest is delivered."""
+        if len(batch) == 1:
+            self._give_up(spec, policy, batch[0], error, attempts)
+            return
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            try:
+                self._attempt(processor, half)
+            except FatalError:
+                raise
+            except Exception as exc:
+                self._isolate(spec, processor, policy, half, exc, attempts + 1)
+
+    def _give_up(self, spec, policy, message, error: Exception, attempts: int) -> None:
+        where = f"{message.topic()}/{message.partition()}@{message.offset()}"
+        if policy.on_error == "skip":
+            self.stats[spec.id]["skipped"] += 1
+            log.warning("processor %s (%s) SKIPPED message %s after %d attempt(s) (on_error=skip, lossy): %s: %s",
+                        spec.id, spec.processor_type, where, attempts, type(error).__name__, error)
+            return
+        job_id = self._dead_letters.send(spec, policy, message, error, attempts)
+        self.stats[spec.id]["dead_lettered"] += 1
+        log.warning("processor %s (%s) dead-lettered message %s as %s after %d attempt(s): %s: %s",
+                    spec.id, spec.processor_type, where, job_id, attempts, type(error).__name__, error)
+
+    def _log_retry(self, spec: ProcessorSpec, state) -> None:
+        self.stats[spec.id]["retries"] += 1
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("processor %s (%s) attempt %d failed (%s: %s); retrying in %.2f s", spec.id,
+                    spec.processor_type, state.attempt_number, type(exc).__name__, exc,
+                    state.next_action.sleep if state.next_action else 0)
+
+    # ------------------------------------------------------------------ offsets and shutdown
     def committed_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """Where to resume per partition when a processor keeps its own offsets (the smallest wins)."""
-        result: dict[tuple[str, int], int] = {}
+        """Where to resume per partition when processors keep their own offsets.
+
+        A partition is reported only when EVERY processor keeps an offset for it (the smallest wins):
+        seeking past Kafka's commit for one exactly-once sink would skip messages for the others."""
+        result: dict[tuple[str, int], int] | None = None
         for _spec, processor in self.stages:
-            for tp, offset in processor.committed_offsets(partitions).items():
-                result[tp] = min(offset, result.get(tp, offset))
-        return result
+            own = processor.committed_offsets(partitions)
+            if result is None:
+                result = dict(own)
+            else:
+                result = {tp: min(offset, own[tp]) for tp, offset in result.items() if tp in own}
+        return result or {}
 
     def close(self) -> None:
         for spec, processor in self.stages:
@@ -60,3 +162,12 @@ class Pipeline:
                 processor.close()
             except Exception:  # close must not hide the reason we are closing
                 log.exception("processor %s (%s) failed to close", spec.id, spec.processor_type)
+
+
+def _dead_letter_queue(context, consumer_id: str):
+    from processors.dead_letters import DeadLetterQueue
+
+    redis = getattr(context, "redis", None)
+    if redis is None:
+        raise FatalError("on_error=dead_letter needs Redis (context.redis) for the rq dead-letter queue")
+    return DeadLetterQueue(redis, getattr(context, "settings", None), consumer_id)

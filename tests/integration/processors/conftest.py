@@ -1,0 +1,65 @@
+"""Fixtures for the processor tests: a context like the worker's, and a real consumer loop over a Pipeline."""
+from __future__ import annotations
+
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from schema.settings import Settings
+
+
+@pytest.fixture
+def sink_root(tmp_path, monkeypatch):
+    root = tmp_path / "sink"
+    root.mkdir()
+    # the ConfigSchema (API side) reads the root from the environment, the processor from context.settings
+    monkeypatch.setenv("KCM_FILE_SINK_ROOT", str(root))
+    return root
+
+
+@pytest.fixture
+def context(sink_root, redis_client):
+    settings = Settings.from_env()
+    return SimpleNamespace(redis=redis_client, settings=settings, spec=None, replica=0)
+
+
+def drive(bootstrap: str, topic: str, pipeline, *, expected: int, group: str | None = None,
+          batch_size: int = 1000, timeout: float = 120) -> tuple[str, int]:
+    """Consume ``topic`` through ``pipeline`` the way the worker does: deliver a batch, then commit its
+    offsets synchronously; seek to the pipeline's own offsets on assignment. Returns (group, delivered)."""
+    group = group or f"kcm-proc-{uuid.uuid4().hex[:10]}"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "enable.partition.eof": False})
+
+    def on_assign(c, partitions):
+        own = pipeline.committed_offsets([(tp.topic, tp.partition) for tp in partitions])
+        for tp in partitions:
+            if (tp.topic, tp.partition) in own:
+                tp.offset = own[(tp.topic, tp.partition)]
+        c.assign(partitions)
+
+    consumer.subscribe([topic], on_assign=on_assign)
+    delivered = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while delivered < expected and time.monotonic() < deadline:
+            batch = consumer.consume(num_messages=batch_size, timeout=0.5)
+            for m in batch:
+                if m.error() and m.error().code() != KafkaError._PARTITION_EOF:
+                    raise KafkaException(m.error())
+            batch = [m for m in batch if not m.error()]
+            if not batch:
+                continue
+            pipeline.deliver(batch)
+            positions: dict[tuple[str, int], int] = {}
+            for m in batch:
+                positions[(m.topic(), m.partition())] = m.offset() + 1
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                            asynchronous=False)
+            delivered += len(batch)
+    finally:
+        consumer.close()
+    return group, delivered

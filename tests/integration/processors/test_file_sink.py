@@ -1,0 +1,128 @@
+"""file_sink against the real filesystem, driven by a real confluent-kafka consumer through Pipeline."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import pytest
+from marshmallow import ValidationError
+
+from processors.base import FatalError, Record
+from processors.file_sink import FileSinkProcessor
+from processors.pipeline import Pipeline
+from schema.spec import ProcessorSpec
+from tests.integration.processors.conftest import drive
+from tests.support.kafka import produce
+
+
+def _pipeline(context, **config):
+    spec = ProcessorSpec(id="fs-1", processor_type="file_sink", config=config)
+    pipeline = Pipeline.build([spec], consumer_id="c-fs", context=context)
+    pipeline.open()
+    return pipeline
+
+
+def test_json_sink_receives_100k_messages_with_every_partition_offset(kafka_bootstrap, topic_factory, context,
+                                                                      sink_root):
+    topic = topic_factory(partitions=4)
+    produce(kafka_bootstrap, topic, 100_000, size=40)
+    pipeline = _pipeline(context, path="out/all.jsonl", format="json")
+    try:
+        _group, delivered = drive(kafka_bootstrap, topic, pipeline, expected=100_000)
+    finally:
+        pipeline.close()
+    assert delivered == 100_000
+    lines = (sink_root / "out" / "all.jsonl").read_bytes().splitlines()
+    assert len(lines) == 100_000
+    seen = {(e["partition"], e["offset"]) for e in map(json.loads, lines)}
+    assert len(seen) == 100_000
+    per_partition: dict[int, set[int]] = {}
+    for partition, offset in seen:
+        per_partition.setdefault(partition, set()).add(offset)
+    for offsets in per_partition.values():  # contiguous from 0: no offset missing
+        assert offsets == set(range(len(offsets)))
+    first = json.loads(lines[0])
+    assert first["topic"] == topic and first["key"].startswith("k") and first["timestamp"] > 0
+
+
+def test_raw_sink_writes_each_value_once_per_line(kafka_bootstrap, topic_factory, context, sink_root):
+    topic = topic_factory(partitions=3)
+    produce(kafka_bootstrap, topic, 20_000, value_fn=lambda i: b"value-%d" % i)
+    pipeline = _pipeline(context, path="raw.log", format="raw")
+    try:
+        drive(kafka_bootstrap, topic, pipeline, expected=20_000)
+    finally:
+        pipeline.close()
+    lines = (sink_root / "raw.log").read_bytes().splitlines()
+    assert sorted(lines) == sorted(b"value-%d" % i for i in range(20_000))
+
+
+def test_json_envelope_keeps_binary_values_as_base64_and_headers(context, sink_root):
+    pipeline = _pipeline(context, path="bin.jsonl", format="json")
+    binary = bytes(range(256))
+    pipeline.deliver([
+        Record("t", 0, 7, binary, key_=b"k", headers_=(("h", b"v"),), timestamp_=(1, 1_700_000_000_000)),
+        Record("t", 0, 8, "héllo".encode()),
+    ])
+    pipeline.close()
+    first, second = map(json.loads, (sink_root / "bin.jsonl").read_bytes().splitlines())
+    assert base64.b64decode(first["value"]) == binary and first["value_encoding"] == "base64"
+    assert first["headers"] == [{"key": "h", "value": "v"}] and first["timestamp"] == 1_700_000_000_000
+    assert second["value"] == "héllo" and second["offset"] == 8 and second["key"] is None
+
+
+def test_size_rotation_keeps_every_line_across_files(context, sink_root):
+    pipeline = _pipeline(context, path="rot/r.log", rotate_bytes=2_000)
+    for start in range(0, 1_000, 100):
+        pipeline.deliver([Record("t", 0, i, b"line-%04d" % i) for i in range(start, start + 100)])
+    pipeline.close()
+    files = sorted(os.listdir(sink_root / "rot"))
+    assert len(files) > 1 and "r.log" in files
+    lines = [ln for f in files for ln in (sink_root / "rot" / f).read_bytes().splitlines()]
+    assert sorted(lines) == [b"line-%04d" % i for i in range(1_000)]
+
+
+def test_time_rotation_rotates_an_old_file(context, sink_root):
+    pipeline = _pipeline(context, path="time.log", rotate_seconds=1)
+    processor = pipeline.stages[0][1]
+    processor._opened_at -= 5  # the file was opened 5 s ago: the next flush must rotate it
+    pipeline.deliver([Record("t", 0, 0, b"a")])
+    pipeline.deliver([Record("t", 0, 1, b"b")])
+    pipeline.close()
+    rotated = [f for f in os.listdir(sink_root) if f.startswith("time.log.")]
+    assert len(rotated) == 1 and (sink_root / rotated[0]).read_bytes() == b"a\n"
+    assert (sink_root / "time.log").read_bytes() == b"b\n"
+
+
+@pytest.mark.parametrize("path", ["../escape.log", "a/../../escape.log", "/etc/passwd", "/tmp/x.log",
+                                  "ok\x00.log", "", "dir/"])
+def test_path_outside_the_root_is_rejected_by_the_config_schema(sink_root, path):
+    with pytest.raises(ValidationError) as info:
+        FileSinkProcessor.validate_config({"path": path})
+    assert "path" in info.value.messages
+
+
+def test_symlink_escaping_the_root_is_rejected(sink_root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (sink_root / "link").symlink_to(outside)
+    with pytest.raises(ValidationError):
+        FileSinkProcessor.validate_config({"path": "link/x.log"})
+    (sink_root / "file-link.log").symlink_to(outside / "target.log")
+    with pytest.raises(ValidationError):
+        FileSinkProcessor.validate_config({"path": "file-link.log"})
+
+
+def test_absolute_path_inside_the_root_is_accepted(sink_root):
+    config = FileSinkProcessor.validate_config({"path": str(sink_root / "in" / "x.log")})
+    assert config["path"] == str(sink_root / "in" / "x.log")
+
+
+def test_open_rechecks_a_symlink_planted_after_validation(context, sink_root, tmp_path):
+    config = FileSinkProcessor.validate_config({"path": "later.log"})
+    (sink_root / "later.log").symlink_to(tmp_path / "stolen.log")
+    processor = FileSinkProcessor(config, consumer_id="c", processor_id="p", context=context)
+    with pytest.raises(FatalError, match="outside the file sink root"):
+        processor.open()
+    assert not (tmp_path / "stolen.log").exists()
