@@ -1,0 +1,73 @@
+"""kcm's REST API: ``create_app()`` builds the Flask app (``gunicorn 'api:create_app()'``).
+
+The API records desired state in the database and appends wake-up commands to a Redis stream; it never runs
+Kafka consumers itself. It does not migrate the database: run ``python -m schema.migrate`` first.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from flask import Flask
+
+from schema.settings import Settings
+
+API_TITLE = "kcm — Kafka Consumer Manager"
+API_VERSION = "1.0.0"
+VIEW_MODULES = ("consumers", "control", "status", "processors", "processor_types")
+OPTIONAL_VIEW_MODULES = ("dead_letters",)  # written by the dead-letter issue; registered when present
+
+
+def _openapi_config(settings: Settings) -> dict:
+    return {
+        "API_TITLE": API_TITLE,
+        "API_VERSION": API_VERSION,
+        "OPENAPI_VERSION": "3.0.3",
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        "OPENAPI_REDOC_PATH": "redoc",
+        "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        "MAX_CONTENT_LENGTH": settings.max_content_length,
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": "Create, run and watch Kafka consumers. Every error has the body "
+                "{code, status, message, errors}. Paths work with and without the trailing slash."
+            }
+        },
+    }
+
+
+def _view_modules():
+    for name in VIEW_MODULES:
+        yield importlib.import_module(f"api.views.{name}")
+    for name in OPTIONAL_VIEW_MODULES:
+        try:
+            yield importlib.import_module(f"api.views.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"api.views.{name}":
+                raise  # the module exists but one of its imports is missing: a real error
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from api.context import EXTENSION, build_services
+    from api.errors import Api, register_error_handlers
+    from api.guards import install_request_guards
+
+    settings = settings or Settings.from_env()
+    logging.getLogger("kcm").setLevel(settings.log_level.upper())
+
+    app = Flask("kcm")
+    app.config.update(_openapi_config(settings))
+    # both /consumers and /consumers/ serve the same view, without a redirect
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
+    app.extensions[EXTENSION] = build_services(settings)
+
+    api = Api(app)
+    for module in _view_modules():
+        api.register_blueprint(module.blp)
+    register_error_handlers(app)
+    install_request_guards(app)
+    return app

@@ -1,0 +1,82 @@
+"""The per-application objects views reach through ``services()``: one engine, one Redis client, the services."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from flask import current_app
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+
+from api.services.commands import CommandPublisher
+from api.services.consumers import ConsumerService
+from api.services.processors import ProcessorService
+from api.services.status import StatusService
+from schema.db import make_engine, make_session_factory
+from schema.settings import Settings
+
+EXTENSION = "kcm"
+REQUIRED_TABLES = {"consumers", "downstream_processors"}
+
+
+class SchemaNotMigrated(RuntimeError):
+    """The database is reachable but has no kcm tables: the API does not migrate on its own."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    consumers: ConsumerService
+    processors: ProcessorService
+    status: StatusService
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.redis.close()
+
+
+def make_redis(url: str) -> redis.Redis:
+    # fail fast, no retries: a request must not hang on a Redis that is down (the command is a wake-up only)
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), decode_responses=True
+    )
+
+
+def check_schema(engine: Engine) -> None:
+    """Refuse to start on a reachable but unmigrated database; an unreachable one is reported per request."""
+    try:
+        with engine.connect() as conn:
+            tables = set(inspect(conn).get_table_names())
+    except OperationalError:
+        return
+    missing = REQUIRED_TABLES - tables
+    if missing:
+        raise SchemaNotMigrated(
+            f"database {engine.url.render_as_string(hide_password=True)} has no "
+            f"{', '.join(sorted(missing))} table(s): run `python -m schema.migrate` (or `make migrate`) first"
+        )
+
+
+def build_services(settings: Settings) -> Services:
+    engine = make_engine(settings.database_url)
+    check_schema(engine)
+    sessions = make_session_factory(engine)
+    client = make_redis(settings.redis_url)
+    publisher = CommandPublisher(client)
+    return Services(
+        settings=settings,
+        engine=engine,
+        redis=client,
+        consumers=ConsumerService(sessions, publisher),
+        processors=ProcessorService(sessions, publisher),
+        status=StatusService(client),
+    )
+
+
+def services() -> Services:
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,1 @@
+"""Marshmallow schemas of the HTTP API: what comes in (``*In``/``*Patch``) and what goes out."""

@@ -1,0 +1,140 @@
+"""Schemas of the consumer resource (the seed's field names) and of the control calls."""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from api.schemas.common import RejectReadOnly, UTCDateTime
+from api.schemas.processors import ProcessorIn, ProcessorOut
+from api.schemas.validators import (
+    validate_host,
+    validate_host_port,
+    validate_not_blank,
+    validate_security,
+    validate_topic,
+)
+from schema.states import ConsumerStatus, DesiredState
+
+CONSUMER_READ_ONLY = ("id", "status", "desired_state", "generation", "created_at", "updated_at")
+OFFSET_RESETS = ("earliest", "latest")
+MAX_PROCESSORS = 50
+MAX_BOOTSTRAP_SERVERS = 100
+
+
+class SecuritySettings(fields.Dict):
+    """A dict whose errors stay keyed by setting name (a validator would wrap them in a list)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        settings = super()._deserialize(value, attr, data, **kwargs)
+        validate_security(settings)
+        return settings
+
+
+def check_broker_form(broker_ip, broker_port, bootstrap_servers) -> None:
+    """Exactly one of the two ways to name the cluster: broker_ip + broker_port, or bootstrap_servers."""
+    single = broker_ip is not None or broker_port is not None
+    if single and bootstrap_servers is not None:
+        message = "Give either bootstrap_servers or broker_ip/broker_port, not both."
+        raise ValidationError({"bootstrap_servers": [message]})
+    if not single and bootstrap_servers is None:
+        message = "Missing data for required field (or give bootstrap_servers)."
+        raise ValidationError({"broker_ip": [message], "broker_port": [message]})
+    missing = {name: ["Missing data for required field."]
+               for name, value in (("broker_ip", broker_ip), ("broker_port", broker_port)) if value is None}
+    if single and missing:
+        raise ValidationError(missing)
+
+
+def _fields(*, creating: bool) -> dict:
+    """The writable consumer fields; on create they carry defaults, on PATCH every one is optional."""
+    default = (lambda value: {"load_default": value}) if creating else (lambda value: {})
+    return {
+        "broker_ip": fields.String(
+            allow_none=not creating,
+            validate=[validate.Length(min=1, max=253), validate_host],
+            metadata={"description": "Kafka broker host or IP (with broker_port; or use bootstrap_servers)"},
+        ),
+        "broker_port": fields.Integer(
+            strict=True, allow_none=not creating, validate=validate.Range(min=1, max=65535)
+        ),
+        "bootstrap_servers": fields.List(
+            fields.String(validate=[validate.Length(max=300), validate_host_port]),
+            allow_none=not creating,
+            validate=validate.Length(min=1, max=MAX_BOOTSTRAP_SERVERS),
+            metadata={"description": "List of 'host:port' for a multi-broker cluster"},
+        ),
+        "topic": fields.String(required=creating, validate=validate_topic),
+        "consumer_group": fields.String(
+            required=creating, validate=[validate.Length(min=1, max=255), validate_not_blank]
+        ),
+        "client_id": fields.String(allow_none=True, validate=validate.Length(max=255), **default(None)),
+        "replicas": fields.Integer(
+            strict=True,
+            validate=validate.Range(min=1, max=64),
+            metadata={"description": "Worker processes (one Kafka group member each)"},
+            **default(1),
+        ),
+        "auto_offset_reset": fields.String(validate=validate.OneOf(OFFSET_RESETS), **default("earliest")),
+        "security": SecuritySettings(
+            keys=fields.String(),
+            allow_none=True,
+            metadata={
+                "description": "librdkafka security settings (security.protocol, sasl.mechanism, ...). "
+                "Secret-bearing values must be '${env:NAME}' or '${file:/abs/path}' references."
+            },
+            **default(None),
+        ),
+        "downstream_processors": fields.List(
+            fields.Nested(ProcessorIn),
+            validate=validate.Length(max=MAX_PROCESSORS),
+            metadata={"description": "Processors in pipeline order; on PATCH the list is replaced"},
+            **default(list),
+        ),
+    }
+
+
+class ConsumerIn(RejectReadOnly.from_dict(_fields(creating=True), name="ConsumerInBase")):
+    READ_ONLY = CONSUMER_READ_ONLY
+
+    @validates_schema(skip_on_field_errors=True)
+    def _one_broker_form(self, data, **kwargs):
+        check_broker_form(data.get("broker_ip"), data.get("broker_port"), data.get("bootstrap_servers"))
+
+
+class ConsumerPatch(RejectReadOnly.from_dict(_fields(creating=False), name="ConsumerPatchBase")):
+    """Every field optional; the broker form is checked on the merged result in the service layer."""
+
+    READ_ONLY = CONSUMER_READ_ONLY
+
+
+class ConsumerOut(Schema):
+    id = fields.UUID(required=True)
+    broker_ip = fields.String(allow_none=True)
+    broker_port = fields.Integer(allow_none=True)
+    bootstrap_servers = fields.List(fields.String(), allow_none=True)
+    topic = fields.String(required=True)
+    consumer_group = fields.String(required=True)
+    client_id = fields.String(allow_none=True)
+    replicas = fields.Integer(required=True)
+    auto_offset_reset = fields.String(required=True)
+    security = fields.Dict(allow_none=True, metadata={"description": "Secrets appear only as references"})
+    downstream_processors = fields.List(fields.Nested(ProcessorOut), required=True)
+    status = fields.Enum(ConsumerStatus, by_value=True, required=True)
+    desired_state = fields.Enum(DesiredState, by_value=True, required=True)
+    generation = fields.Integer(required=True)
+    created_at = UTCDateTime(required=True)
+    updated_at = UTCDateTime(required=True)
+
+
+class ConsumerQuery(Schema):
+    status = fields.Enum(ConsumerStatus, by_value=True, metadata={"description": "ACTIVE | INACTIVE | ERROR"})
+    desired_state = fields.Enum(DesiredState, by_value=True)
+    topic = fields.String(validate=validate.Length(min=1, max=249))
+    consumer_group = fields.String(validate=validate.Length(min=1, max=255))
+
+
+class ControlOut(Schema):
+    id = fields.UUID(required=True)
+    message = fields.String(required=True)
+    action = fields.String(required=True)
+    desired_state = fields.Enum(DesiredState, by_value=True, required=True)
+    generation = fields.Integer(required=True)

@@ -1,0 +1,56 @@
+"""/consumers/ and /consumers/{id}/: create, list (paginated, filtered), read, partial update, delete."""
+from __future__ import annotations
+
+from flask import url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.context import services
+from api.schemas.common import ErrorSchema
+from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, ConsumerQuery
+
+blp = Blueprint("consumers", __name__, url_prefix="/consumers", description="Consumer management")
+
+
+@blp.route("/")
+class ConsumerCollection(MethodView):
+    @blp.arguments(ConsumerQuery, location="query")
+    @blp.response(200, ConsumerOut(many=True))
+    @blp.paginate()
+    def get(self, filters, pagination_parameters):
+        """List consumers (paginated; X-Pagination header), filtered by status, desired_state, topic, group"""
+        items, total = services().consumers.list(
+            filters, pagination_parameters.first_item, pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = total
+        return items
+
+    @blp.arguments(ConsumerIn)
+    @blp.response(201, ConsumerOut, headers={"Location": {"description": "URL of the new consumer",
+                                                         "schema": {"type": "string"}}})
+    def post(self, data):
+        """Create a consumer (desired_state 'stopped', status INACTIVE, generation 1)"""
+        consumer = services().consumers.create(data)
+        return consumer, {"Location": url_for("consumers.ConsumerItem", consumer_id=consumer.id)}
+
+
+@blp.route("/<uuid:consumer_id>/")
+class ConsumerItem(MethodView):
+    @blp.response(200, ConsumerOut)
+    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
+    def get(self, consumer_id):
+        """Read one consumer"""
+        return services().consumers.get(consumer_id)
+
+    @blp.arguments(ConsumerPatch)
+    @blp.response(200, ConsumerOut)
+    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
+    def patch(self, changes, consumer_id):
+        """Change user fields; a change to a running consumer bumps its generation (the supervisor restarts it)"""
+        return services().consumers.update(consumer_id, changes)
+
+    @blp.response(204)
+    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
+    def delete(self, consumer_id):
+        """Delete a consumer and its processors; the supervisor stops its workers"""
+        services().consumers.delete(consumer_id)
