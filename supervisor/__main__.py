@@ -1,0 +1,42 @@
+"""``python -m supervisor``: the kcm supervisor daemon (see docs/runtime.md).
+
+Exit codes: 0 stopped on SIGTERM/SIGINT (workers stopped gracefully first); 78 bad settings.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import redis
+
+from schema.db import make_engine, make_session_factory, redacted
+from schema.settings import Settings
+from schema.states import EXIT_CONFIG
+from supervisor.daemon import Supervisor
+
+log = logging.getLogger("kcm.supervisor")
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        log.error("SettingsError: %s", exc)
+        return EXIT_CONFIG
+    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO), stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s supervisor pid={os.getpid()} %(message)s")
+    log.info("SupervisorConfig database=%s redis=%s", redacted(settings.database_url), redacted(settings.redis_url))
+    engine = make_engine(settings.database_url)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    supervisor = Supervisor(settings, make_session_factory(engine), client)
+    supervisor.install_signal_handlers()
+    try:
+        return supervisor.run()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

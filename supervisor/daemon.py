@@ -1,0 +1,235 @@
+"""The supervisor loop: reconcile desired state with processes, tick every replica, publish what it sees.
+
+Reconcile from the database on start, on every command in the Redis stream (a wake-up only) and every
+``KCM_RECONCILE_INTERVAL`` seconds regardless, so a lost command or a supervisor restart heals itself.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+import redis
+import sqlalchemy.exc
+
+from schema.replica_machine import Timings
+from schema.settings import Settings
+from schema.states import ConsumerStatus, ProcessState, consumer_status
+from supervisor.desired import DesiredConsumer, load_desired, write_status
+from supervisor.redis_state import RedisState
+from supervisor.replica import Replica
+from workers.runner import CONNECT_TIMEOUT
+
+log = logging.getLogger("kcm.supervisor")
+
+
+def timings_from(settings: Settings) -> Timings:
+    lease_wait = settings.heartbeat_interval * 3 + 1
+    return Timings(
+        startsecs=settings.startsecs,
+        startretries=settings.startretries,
+        backoff_max=settings.backoff_max,
+        stopwaitsecs=settings.stopwaitsecs,
+        backoff_base=min(1.0, settings.backoff_max),
+        # a worker may wait for a dead predecessor's lease, then for Kafka, before it is ready
+        start_timeout=settings.startsecs + lease_wait + CONNECT_TIMEOUT + 5,
+        stable_secs=max(10.0, settings.startsecs * 10),
+    )
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, session_factory, client: redis.Redis):
+        self.settings = settings
+        self.session_factory = session_factory
+        self.redis = RedisState(client, supervisor_id=settings.supervisor_id,
+                                heartbeat_interval=settings.heartbeat_interval)
+        self.timings = timings_from(settings)
+        self.replicas: dict[tuple[str, int], Replica] = {}
+        self.consumers: dict[str, DesiredConsumer] = {}
+        self.status_written: dict[str, ConsumerStatus] = {}
+        self.published: dict[tuple[str, int], dict[str, str]] = {}
+        self.stopping = False
+        self.tick_seconds = min(0.5, max(0.05, settings.heartbeat_interval / 2))
+        self._next_reconcile = 0.0
+        self._next_beat = 0.0
+        self._next_republish = 0.0
+
+    # ------------------------------------------------------------------ life
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+
+    def _on_stop_signal(self, signum, _frame) -> None:
+        if self.stopping:  # second signal: no more waiting
+            log.warning("ColdStop: killing every worker now")
+            for replica in self.replicas.values():
+                if replica.proc is not None:
+                    replica.proc.kill()
+            raise SystemExit(1)
+        log.info("SupervisorStopping signal=%s replicas=%s", signal.Signals(signum).name, len(self.replicas))
+        self.stopping = True
+
+    def run(self) -> int:
+        log.info("SupervisorStarted id=%s reconcile_interval=%s heartbeat_interval=%s", self.settings.supervisor_id,
+                 self.settings.reconcile_interval, self.settings.heartbeat_interval)
+        try:
+            self.redis.start_reading_commands()
+        except redis.RedisError as exc:
+            log.error("RedisUnavailable: %s (reconciling from the database only until it is back)", exc)
+        while not self.stopping:
+            woke = self._wait_for_commands()
+            now = time.monotonic()
+            if woke or now >= self._next_reconcile:
+                self.reconcile()
+                self._next_reconcile = now + self.settings.reconcile_interval
+            self.step()
+        self.shutdown()
+        return 0
+
+    def _wait_for_commands(self) -> bool:
+        try:
+            commands = self.redis.wait_for_commands(self.tick_seconds)
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: reading commands: %s", exc)
+            time.sleep(self.tick_seconds)
+            return False
+        for command in commands:
+            log.info("CommandReceived consumer=%s action=%s generation=%s", command.get("consumer_id"),
+                     command.get("action"), command.get("generation"))
+        return bool(commands)
+
+    def shutdown(self) -> None:
+        """Stop every worker gracefully (SIGTERM, SIGKILL after stopwaitsecs), then withdraw."""
+        for replica in self.replicas.values():
+            replica.want(None, running=False, generation=replica.machine.desired_generation)
+            replica.retired = False  # keep their state hashes: they read STOPPED, not gone
+        deadline = time.monotonic() + self.settings.stopwaitsecs + 5
+        while any(r.proc is not None for r in self.replicas.values()) and time.monotonic() < deadline:
+            self.step()
+            time.sleep(self.tick_seconds)
+        for replica in self.replicas.values():
+            if replica.proc is not None:
+                replica.proc.kill()
+                replica.proc.wait(5)
+        self.step()
+        try:
+            self.redis.withdraw()
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: withdrawing: %s", exc)
+        log.info("SupervisorStopped id=%s", self.settings.supervisor_id)
+
+    # ------------------------------------------------------------------ reconcile (desired state)
+    def reconcile(self) -> None:
+        try:
+            desired = load_desired(self.session_factory)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            log.error("DatabaseUnavailable: %s", str(exc).splitlines()[0])
+            return
+        self.consumers = desired
+        for cid, consumer in desired.items():
+            self.status_written.setdefault(cid, consumer.status)
+            for n, spec in enumerate(consumer.specs):
+                replica = self.replicas.get((cid, n))
+                if replica is None:
+                    replica = self.replicas[(cid, n)] = Replica(cid, n, self.timings)
+                replica.want(spec, running=consumer.running, generation=consumer.generation)
+        for (cid, n), replica in self.replicas.items():
+            consumer = desired.get(cid)
+            if consumer is None or n >= consumer.replicas:  # deleted, or replicas shrank
+                replica.want(None, running=False, generation=replica.machine.desired_generation)
+        for cid in list(self.status_written):
+            if cid not in desired:
+                del self.status_written[cid]
+        self._next_republish = 0.0  # state hashes are rewritten on every reconcile
+
+    # ------------------------------------------------------------------ one tick
+    def step(self) -> None:
+        for replica in self.replicas.values():
+            replica.reap(lambda pid, r=replica: self._worker_reason(r, pid))
+        heartbeats = self._read_heartbeats()
+        for replica in self.replicas.values():
+            hb = None
+            if heartbeats is not None and replica.proc is not None:
+                hb = self.redis.judge(heartbeats.get(replica.key), replica.proc.pid)
+            replica.step(hb)
+        self._publish()
+        self._drop_retired()
+        self._write_statuses()
+        self._beat()
+
+    def _read_heartbeats(self) -> dict | None:
+        live = [(r.consumer_id, r.index, r.proc.pid) for r in self.replicas.values() if r.proc is not None]
+        try:
+            return self.redis.read_heartbeats(live)
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: reading heartbeats: %s", exc)
+            return None
+
+    def _worker_reason(self, replica: Replica, pid: int) -> str:
+        """The worker's own last_error from its final heartbeat (read after the reap, so it is complete)."""
+        try:
+            fields = self.redis.read_heartbeats([(replica.consumer_id, replica.index, pid)]).get(replica.key, {})
+        except redis.RedisError:
+            return ""
+        return fields.get("last_error", "") if fields.get("pid") == str(pid) else ""
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        force = now >= self._next_republish
+        changed = {}
+        for key, replica in self.replicas.items():
+            fields = replica.fields()
+            if force or self.published.get(key) != fields:
+                changed[key] = fields
+        if not changed:
+            return
+        try:
+            self.redis.publish_states(changed)
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: publishing states: %s", exc)
+            return
+        self.published.update(changed)
+        if force:
+            self._next_republish = now + self.settings.reconcile_interval
+
+    def _drop_retired(self) -> None:
+        gone = [key for key, r in self.replicas.items()
+                if r.retired and r.proc is None and r.machine.state == ProcessState.STOPPED]
+        if not gone:
+            return
+        try:
+            self.redis.delete_states(gone)
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: deleting states: %s", exc)
+            return
+        for key in gone:
+            del self.replicas[key]
+            self.published.pop(key, None)
+            log.info("ReplicaRemoved consumer=%s replica=%s", *key)
+
+    def _write_statuses(self) -> None:
+        for cid in self.consumers:
+            if cid not in self.status_written:
+                continue
+            states = [r.machine.state for (c, _n), r in self.replicas.items() if c == cid and not r.retired]
+            status = consumer_status(states)
+            if status == self.status_written[cid]:
+                continue
+            try:
+                write_status(self.session_factory, cid, status)
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                log.error("DatabaseUnavailable: writing status of %s: %s", cid, str(exc).splitlines()[0])
+                return
+            log.info("ConsumerStatus consumer=%s from=%s to=%s", cid, self.status_written[cid].value, status.value)
+            self.status_written[cid] = status
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if now < self._next_beat:
+            return
+        self._next_beat = now + self.settings.heartbeat_interval
+        try:
+            self.redis.beat(len(self.replicas))
+            self.redis.clean_supervisor_index()
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: supervisor heartbeat: %s", exc)
