@@ -1,0 +1,85 @@
+"""Fixtures for the API tests: the real app on the test PostgreSQL database and Redis DB index."""
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import pytest
+
+from api import create_app
+from api.context import EXTENSION
+from schema import keys
+from schema.settings import Settings
+
+VALID_CONSUMER = {
+    "broker_ip": "127.0.0.1",
+    "broker_port": 19092,
+    "topic": "orders",
+    "consumer_group": "billing",
+}
+
+
+def closed_port_url() -> str:
+    """A Redis URL on a port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def make_app(database_url: str, redis_url: str, **overrides):
+    settings = dataclasses.replace(
+        Settings.from_env(), database_url=database_url, redis_url=redis_url, **overrides
+    )
+    app = create_app(settings)
+    app.testing = True
+    return app
+
+
+@pytest.fixture
+def app(pg_clean, redis_client, redis_test_url, pg_url):
+    app = make_app(pg_url, redis_test_url)
+    yield app
+    app.extensions[EXTENSION].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def sqlite_client(sqlite_url, redis_client, redis_test_url):
+    app = make_app(sqlite_url, redis_test_url)
+    yield app.test_client()
+    app.extensions[EXTENSION].close()
+
+
+@pytest.fixture
+def redis_down_app(pg_clean, pg_url):
+    app = make_app(pg_url, closed_port_url())
+    yield app
+    app.extensions[EXTENSION].close()
+
+
+@pytest.fixture
+def commands(redis_client):
+    """Read the command stream: ``commands()`` returns every entry's fields as a dict of str."""
+
+    def read() -> list[dict[str, str]]:
+        return [
+            {k.decode(): v.decode() for k, v in fields.items()}
+            for _id, fields in redis_client.xrange(keys.COMMAND_STREAM)
+        ]
+
+    return read
+
+
+@pytest.fixture
+def create_consumer(client):
+    def create(**fields) -> dict:
+        response = client.post("/consumers/", json={**VALID_CONSUMER, **fields})
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return create
