@@ -6,7 +6,6 @@ writes an envelope per message with the value as text when it is UTF-8, else bas
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from processors.base import BaseProcessor, FatalError, RetriableError
+from processors.encoding import headers_json, text_or_b64
 from processors.sink_paths import PathNotAllowed, confine
 
 
@@ -56,19 +56,10 @@ def _envelope(m) -> bytes:
     key = m.key()
     entry = {"topic": m.topic(), "partition": m.partition(), "offset": m.offset(),
              "timestamp": m.timestamp()[1] if m.timestamp()[0] else None}
-    entry.update(_text_or_b64("key", key))
-    entry["headers"] = [{"key": k, **_text_or_b64("value", v)} for k, v in (m.headers() or ())] or None
-    entry.update(_text_or_b64("value", value))
+    entry.update(text_or_b64("key", key))
+    entry["headers"] = headers_json(m.headers())
+    entry.update(text_or_b64("value", value))
     return json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _text_or_b64(name: str, data: bytes | None) -> dict:
-    if data is None:
-        return {name: None}
-    try:
-        return {name: data.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {name: base64.b64encode(data).decode("ascii"), f"{name}_encoding": "base64"}
 
 
 class FileSinkProcessor(BaseProcessor):

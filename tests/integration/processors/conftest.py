@@ -63,3 +63,32 @@ def drive(bootstrap: str, topic: str, pipeline, *, expected: int, group: str | N
     finally:
         consumer.close()
     return group, delivered
+
+
+@pytest.fixture
+def pg_context(pg_url, sink_root, redis_client, monkeypatch):
+    """A worker-like context whose kcm database is the migrated PostgreSQL test database."""
+    monkeypatch.setenv("KCM_DATABASE_URL", pg_url)
+    return SimpleNamespace(redis=redis_client, settings=Settings.from_env(), spec=None, replica=0)
+
+
+@pytest.fixture
+def pg_conn(pg_url):
+    """A psycopg2 connection (autocommit) to the test database for assertions."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    conn = psycopg2.connect(make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False))
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def sync_table(pg_conn):
+    """A unique target table name, dropped after the test (with this table's kcm_offsets rows)."""
+    name = f"sync_{uuid.uuid4().hex[:10]}"
+    yield name
+    with pg_conn.cursor() as cur:
+        cur.execute(f'DROP TABLE IF EXISTS "{name}"')
+        cur.execute("DELETE FROM kcm_offsets")

@@ -1,0 +1,252 @@
+"""``database_sync``: one PostgreSQL transaction per batch, idempotent on (topic, partition, offset).
+
+The batch is COPYed into a session temp table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` moves it
+into the target, so a redelivered message is a no-op. Payloads travel as hex bytea and are converted in SQL
+(``value_format``), so a value that is not valid JSON/UTF-8 fails the batch there — a poison message for
+``on_error``. With ``exactly_once`` the next offset per partition is upserted into ``kcm_offsets`` in the
+same transaction and reported by ``committed_offsets`` so the worker seeks there on assignment.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+
+import psycopg2
+import psycopg2.errors
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from psycopg2 import sql
+from psycopg2.extras import execute_values
+
+from processors.base import BaseProcessor, FatalError, RetriableError
+from processors.encoding import headers_json
+from processors.references import is_reference, resolve
+
+log = logging.getLogger(__name__)
+
+VALUE_TYPES = {"json": "jsonb", "text": "text", "bytea": "bytea"}
+_VALUE_EXPR = {"json": "convert_from(value, 'UTF8')::jsonb", "text": "convert_from(value, 'UTF8')",
+               "bytea": "value"}
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")
+NULL = "\\N"  # COPY text format
+
+TARGET_DDL = """CREATE TABLE IF NOT EXISTS {table} (
+    topic       text        NOT NULL,
+    partition   integer     NOT NULL,
+    "offset"    bigint      NOT NULL,
+    key         bytea,
+    value       {value_type},
+    headers     jsonb,
+    "timestamp" timestamptz,
+    PRIMARY KEY (topic, partition, "offset")
+)"""
+# the same table as schema/migrations/versions/0003_kcm_offsets.py, for a target database that is not kcm's
+OFFSETS_DDL = """CREATE TABLE IF NOT EXISTS kcm_offsets (
+    consumer_id  varchar(64)  NOT NULL,
+    processor_id varchar(64)  NOT NULL,
+    topic        varchar(249) NOT NULL,
+    partition    integer      NOT NULL,
+    next_offset  bigint       NOT NULL,
+    updated_at   timestamptz  NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer_id, processor_id, topic, partition)
+)"""
+_STAGE_DDL = """CREATE TEMP TABLE IF NOT EXISTS kcm_stage (
+    topic text, partition integer, "offset" bigint, key bytea, value bytea, headers bytea, ts bigint
+) ON COMMIT DELETE ROWS"""
+
+
+def _validate_dsn(value: str) -> None:
+    if not is_reference(value):
+        raise ValidationError("dsn must be a reference such as ${env:NAME} or ${file:/path}, never the DSN itself")
+
+
+class DatabaseSyncConfig(Schema):
+    class Meta:
+        unknown = RAISE
+
+    table = fields.String(required=True, validate=validate.Regexp(_TABLE_NAME, error="a lower-case [schema.]table name"),
+                          metadata={"description": "target table, [schema.]name"})
+    dsn = fields.String(load_default=None, allow_none=True, validate=_validate_dsn, metadata={
+        "description": "${env:NAME} or ${file:/path} holding a PostgreSQL DSN; default: kcm's own database"})
+    value_format = fields.String(load_default="bytea", validate=validate.OneOf(list(VALUE_TYPES)), metadata={
+        "description": "value column type: json (JSONB, a non-JSON value is an error), text (UTF-8), bytea"})
+    create_table = fields.Boolean(load_default=False, metadata={
+        "description": "create the table (and kcm_offsets) if missing; otherwise it must exist (see docs)"})
+    exactly_once = fields.Boolean(load_default=False, metadata={
+        "description": "store offsets in kcm_offsets in the batch's transaction; resume from them"})
+    connect_timeout = fields.Integer(load_default=5, validate=validate.Range(min=1, max=300))
+
+
+def target_ddl(table: str, value_format: str) -> str:
+    """The documented DDL for a target table (``create_table: false`` expects exactly this shape)."""
+    return TARGET_DDL.format(table=table, value_type=VALUE_TYPES[value_format])
+
+
+def _hex(data: bytes | None) -> str:
+    return "\\N" if data is None else "\\\\x" + data.hex()
+
+
+def _copy_line(m) -> str:
+    """One COPY text-format row; every payload is hex bytea so nothing needs escaping."""
+    headers = m.headers()
+    timestamp_type, timestamp = m.timestamp()
+    return (f"{m.topic()}\t{m.partition()}\t{m.offset()}\t{_hex(m.key())}\t{_hex(m.value())}\t"
+            f"{_hex(json.dumps(headers_json(headers)).encode()) if headers else NULL}\t"
+            f"{timestamp if timestamp_type else NULL}\n")
+
+
+class DatabaseSyncProcessor(BaseProcessor):
+    ConfigSchema = DatabaseSyncConfig
+    description = "Writes messages to a PostgreSQL table, one transaction per batch, idempotent on (topic, partition, offset)"
+
+    _conn = None
+
+    def open(self) -> None:
+        self._table = sql.SQL(".").join(sql.Identifier(part) for part in self.config["table"].split("."))
+        self._insert = sql.SQL(
+            'INSERT INTO {table} (topic, partition, "offset", key, value, headers, "timestamp") '
+            "SELECT topic, partition, \"offset\", key, {value}, convert_from(headers, 'UTF8')::jsonb, "
+            "CASE WHEN ts IS NULL THEN NULL ELSE to_timestamp(ts / 1000.0) END FROM kcm_stage "
+            'ORDER BY partition, "offset" ON CONFLICT DO NOTHING'
+        ).format(table=self._table, value=sql.SQL(_VALUE_EXPR[self.config["value_format"]]))
+        self._pending: list[str] = []
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._dsn()  # a missing reference or a SQLite kcm database is a configuration error: fail now
+        try:
+            self._connect()
+        except RetriableError as exc:  # the target may come back: the first batch retries the connection
+            log.warning("database_sync %s: target not reachable at open, will retry: %s", self.processor_id, exc)
+
+    def _dsn(self) -> str:
+        if self.config["dsn"]:
+            return resolve(self.config["dsn"], what="database_sync dsn")
+        settings = getattr(self.context, "settings", None)
+        if settings is None:
+            from schema.settings import Settings
+
+            settings = Settings.from_env()
+        from sqlalchemy.engine import make_url
+
+        url = make_url(settings.database_url)
+        if url.get_backend_name() != "postgresql":
+            raise FatalError("database_sync needs a dsn: kcm's own database is not PostgreSQL")
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def _connect(self):
+        if self._conn is not None:
+            return self._conn
+        try:
+            conn = psycopg2.connect(self._dsn(), connect_timeout=self.config["connect_timeout"],
+                                    application_name=f"kcm-database_sync-{self.processor_id}"[:63])
+        except psycopg2.OperationalError as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "authentication failed" in message or "does not exist" in message:
+                raise FatalError(f"database_sync cannot connect: {message}") from exc
+            raise RetriableError(f"database_sync cannot connect: {message}") from exc
+        try:
+            with conn.cursor() as cur:
+                if self.config["create_table"]:
+                    cur.execute(sql.SQL(TARGET_DDL).format(
+                        table=self._table, value_type=sql.SQL(VALUE_TYPES[self.config["value_format"]])))
+                    if self.config["exactly_once"]:
+                        cur.execute(OFFSETS_DDL)
+                missing = [name for name in [self.config["table"]] + (["kcm_offsets"] if self.config["exactly_once"] else [])
+                           if not _exists(cur, name)]
+                if missing:
+                    raise FatalError(
+                        f"database_sync: table(s) {', '.join(missing)} missing; set create_table: true or run the "
+                        f"DDL in docs/delivery.md (python -m processors.database_sync {self.config['table']})")
+                cur.execute(_STAGE_DDL)
+            conn.commit()
+        except Exception:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def process(self, batch) -> None:
+        self._pending.extend([_copy_line(m) for m in batch])
+        if self.config["exactly_once"]:
+            for m in batch:  # the batch's last offset per partition is enough; batches arrive in order
+                self._offsets[(m.topic(), m.partition())] = m.offset() + 1
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        conn = self._connect()
+        data = "".join(self._pending).encode()
+        try:
+            with conn.cursor() as cur:
+                cur.copy_expert("COPY kcm_stage FROM STDIN", io.BytesIO(data))
+                cur.execute(self._insert)
+                if self._offsets:
+                    execute_values(cur, (
+                        "INSERT INTO kcm_offsets (consumer_id, processor_id, topic, partition, next_offset) VALUES %s "
+                        "ON CONFLICT (consumer_id, processor_id, topic, partition) DO UPDATE SET "
+                        "next_offset = GREATEST(kcm_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"),
+                        [(self.consumer_id, self.processor_id, t, p, o) for (t, p), o in self._offsets.items()])
+            conn.commit()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+            self._drop_connection()
+            raise RetriableError(f"database_sync lost the connection: {str(exc).strip()[:300]}") from exc
+        except psycopg2.errors.UndefinedTable as exc:
+            self._rollback()
+            raise FatalError(f"database_sync: {str(exc).strip()[:300]}") from exc
+        except Exception:
+            self._rollback()
+            raise
+        self._pending.clear()
+        self._offsets.clear()
+
+    def committed_offsets(self, partitions):
+        if not self.config["exactly_once"]:
+            return {}
+        wanted = set(partitions)
+        try:
+            conn = self._connect()
+            with conn.cursor() as cur:
+                cur.execute("SELECT topic, partition, next_offset FROM kcm_offsets "
+                            "WHERE consumer_id = %s AND processor_id = %s", (self.consumer_id, self.processor_id))
+                rows = cur.fetchall()
+            conn.rollback()
+        except (RetriableError, psycopg2.Error) as exc:
+            # Kafka's commit is never ahead of ours (the worker commits after flush): resuming there loses
+            # nothing, and the primary key turns the re-read messages into no-ops
+            log.warning("database_sync %s: cannot read kcm_offsets (%s); resuming from Kafka's commit",
+                        self.processor_id, exc)
+            self._drop_connection()
+            return {}
+        return {(t, p): o for t, p, o in rows if (t, p) in wanted}
+
+    def discard(self) -> None:
+        self._pending = []
+        self._offsets = {}
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except psycopg2.Error:
+            self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                pass
+            self._conn = None
+
+    def close(self) -> None:
+        self._drop_connection()
+
+
+def _exists(cur, name: str) -> bool:
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
+    return cur.fetchone()[0]
+
+
+if __name__ == "__main__":  # python -m processors.database_sync TABLE [json|text|bytea]: print the DDL
+    import sys
+
+    print(target_ddl(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "bytea") + ";\n" + OFFSETS_DDL + ";")
