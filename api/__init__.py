@@ -50,6 +50,14 @@ def _view_modules():
                 raise  # the module exists but one of its imports is missing: a real error
 
 
+def _add_slashless_aliases(app: Flask) -> None:
+    """Serve ``/consumers`` like ``/consumers/`` (no redirect). An explicit alias rule, rather than
+    strict_slashes alone, also makes a wrong method on the slash-less form a 405 instead of a 404."""
+    for rule in list(app.url_map.iter_rules()):
+        if rule.rule != "/" and rule.rule.endswith("/") and rule.endpoint != "static":
+            app.add_url_rule(rule.rule.rstrip("/"), endpoint=rule.endpoint, methods=rule.methods)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     from api.context import EXTENSION, build_services
     from api.errors import Api, register_error_handlers
@@ -68,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api = Api(app)
     for module in _view_modules():
         api.register_blueprint(module.blp)
+    _add_slashless_aliases(app)
     register_error_handlers(app)
     install_request_guards(app)
     return app
