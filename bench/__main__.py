@@ -1,0 +1,109 @@
+"""``python -m bench`` (``make bench``): run the benchmarks, print their tables, write
+``bench/results/<name>.json`` and regenerate ``BENCHMARKS.md``.
+
+Quick run: ``python -m bench --only throughput_file --messages 100000 --runs 3``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+import uuid
+
+BENCHMARKS = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "control_latency",
+              "api_latency", "footprint"]
+
+
+ENTRY = {"throughput_file": "throughput", "throughput_database": "throughput", "throughput_forward": "throughput",
+         "scaling": "throughput", "control_latency": "control", "api_latency": "api_latency",
+         "footprint": "footprint"}
+
+
+def _load(name: str):
+    import importlib
+
+    return getattr(importlib.import_module(f"bench.{ENTRY[name]}"), name)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help=f"run only these (repeat or comma-separate): {', '.join(BENCHMARKS)}")
+    p.add_argument("--runs", type=int, default=3, help="runs per side; figures are medians (default 3)")
+    p.add_argument("--messages", type=int, default=None,
+                   help="messages for the file throughput and scaling benchmarks (default 1,000,000)")
+    p.add_argument("--db-messages", type=int, default=None, help="messages for database_sync (default 200,000)")
+    p.add_argument("--forward-messages", type=int, default=None, help="messages for kafka_forward (default 200,000)")
+    p.add_argument("--control-runs", type=int, default=20, help="start/stop cycles (default 20)")
+    p.add_argument("--api-consumers", type=int, default=500, help="consumers in the database (default 500)")
+    p.add_argument("--api-clients", type=int, default=32, help="concurrent API clients (default 32)")
+    p.add_argument("--api-seconds", type=float, default=20, help="seconds of load per endpoint (default 20)")
+    p.add_argument("--idle-consumers", type=int, default=50, help="idle consumers for the footprint (default 50)")
+    p.add_argument("--cpu-seconds", type=float, default=60, help="supervisor CPU sampling window (default 60)")
+    p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers, as the Procfile (default 2)")
+    p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no BENCHMARKS.md")
+    p.add_argument("--render-only", action="store_true", help="regenerate BENCHMARKS.md from the JSON files")
+    args = p.parse_args(argv)
+    names = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    args.names = names
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    from bench.results import describe_machine, print_result, regenerate_markdown, write_result
+
+    if args.render_only:
+        print(f"wrote {regenerate_markdown()}")
+        return 0
+
+    from bench.harness import Harness
+    from bench.stack import BenchEnv, Cleanup, terminate_on_sigterm
+
+    terminate_on_sigterm()
+    machine_info, commit, date = describe_machine()
+    print(f"kcm bench at {commit} on {machine_info['cpu_model']} ({machine_info['cores']} cores), "
+          f"load {machine_info['load_avg_at_start']}: {', '.join(args.names)}")
+    cleanup = Cleanup()
+    env = BenchEnv.from_env(uuid.uuid4().hex[:8])
+    failed: list[str] = []
+    try:
+        harness = Harness(env, args, cleanup)
+        cleanup.push("remove the work directory", lambda: __import__("shutil").rmtree(env.workdir, True))
+        for name in args.names:
+            print(f"\n-- {name}", flush=True)
+            started = time.monotonic()
+            try:
+                result = _load(name)(harness)
+            except KeyboardInterrupt:
+                raise
+            except Exception:
+                traceback.print_exc()
+                failed.append(name)
+                continue
+            print_result(result)
+            print(f"({time.monotonic() - started:.0f} s)")
+            if not args.no_write:
+                print(f"wrote {write_result(result, machine_info=machine_info, commit=commit, date=date)}")
+    except KeyboardInterrupt:
+        print("\ninterrupted: cleaning up", file=sys.stderr)
+        failed.append("interrupted")
+    finally:
+        cleanup.run()
+    if not args.no_write and len(failed) < len(args.names):
+        print(f"wrote {regenerate_markdown()}")
+    if failed:
+        print(f"\nbenchmarks that did not run to the end: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,109 @@
+"""What every benchmark shares: settings, the kcm stack (started once, on first use), topics, offsets,
+the cleanup stack, and the two ways to run one side of a comparison (bare process, kcm consumer)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import kafka_util
+from bench.kafka_util import Offsets, Topics, unique
+from bench.observe import Window, watch
+from bench.stack import BenchEnv, Cleanup, KcmStack, ensure_database, reset_state
+
+
+class Harness:
+    def __init__(self, env: BenchEnv, args, cleanup: Cleanup):
+        self.env, self.args, self.cleanup = env, args, cleanup
+        self.topics = Topics(env.bootstrap)
+        cleanup.push("delete benchmark topics", self.topics.delete_all)
+        self.offsets = Offsets(env.bootstrap)
+        cleanup.push("close the offsets probe", self.offsets.close)
+        self._stack: KcmStack | None = None
+        self._prefilled: dict[tuple, str] = {}
+
+    # ------------------------------------------------------------------ shared resources
+    def stack(self) -> KcmStack:
+        if self._stack is None:
+            ensure_database(self.env.database_url)
+            reset_state(self.env.database_url, self.env.redis_url)
+            self._stack = KcmStack(self.env, self.cleanup, web_workers=self.args.web_workers).start()
+        return self._stack
+
+    def prefilled_topic(self, messages: int, partitions: int = 4, size: int = 100) -> str:
+        """One pre-filled topic per (count, partitions, size), shared by every run of every benchmark."""
+        key = (messages, partitions, size)
+        if key not in self._prefilled:
+            topic = self.topics.create(partitions)
+            seconds = kafka_util.prefill(self.env.bootstrap, topic, messages, size=size, partitions=partitions)
+            print(f"pre-filled {topic}: {messages:,} x {size} B over {partitions} partitions in {seconds:.1f} s")
+            self._prefilled[key] = topic
+        return self._prefilled[key]
+
+    def sink_path(self, label: str) -> Path:
+        path = self.env.sink_root / f"{label}-{unique('run')}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.cleanup.push(f"remove {path.name}", lambda: path.unlink(missing_ok=True))
+        return path
+
+    # ------------------------------------------------------------------ one side of a comparison
+    def run_bare(self, job: dict, progress, total: int) -> dict:
+        """A bare loop in its own process, timed by the observer; its own clock is kept for reference."""
+        job = {"bootstrap": self.env.bootstrap, "group": unique("kcm-bench-bare"), "expected": total, **job}
+        proc = subprocess.Popen([sys.executable, "-m", "bench.bare", json.dumps(job)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            window = watch(progress, total, alive=lambda: proc.poll() is None)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"bare {job['kind']} loop failed ({proc.returncode}): {err[-2000:]}")
+        own = json.loads(out.strip().splitlines()[-1])
+        return {**_window_figures(window),
+                "own_messages_per_s": total / (own["last"] - own["first"]) if own["last"] > own["first"] else None,
+                "group": job["group"]}
+
+    def run_kcm(self, topic: str, processors: list[dict], progress, total: int, *, replicas: int = 1) -> dict:
+        """One kcm consumer created and started through the API, timed by the same observer."""
+        stack = self.stack()
+        client = stack.client
+        group = unique("kcm-bench-kcm")
+        consumer = client.create_consumer({
+            "bootstrap_servers": [self.env.bootstrap], "topic": topic, "consumer_group": group,
+            "replicas": replicas, "downstream_processors": processors})
+        cid = consumer["id"]
+        self.cleanup.push(f"delete consumer {cid}", lambda: client.delete(cid))
+        try:
+            client.start(cid)
+            window = watch(progress, total, alive=lambda: stack.supervisor.alive())
+            status = client.status(cid)
+            pids = [r.get("pid") for r in status["replicas"]]
+            stopped_at = time.monotonic()
+            client.stop(cid)
+            client.wait_status(cid, lambda s: s["state"] == "STOPPED" or s["status"] == "INACTIVE", timeout=60)
+            stop_seconds = time.monotonic() - stopped_at
+            committed = self.offsets.wait_committed(group, topic, timeout=15)
+        finally:
+            client.delete(cid)
+        return {**_window_figures(window), "group": group, "pids": pids, "stop_seconds": stop_seconds,
+                "offsets_committed": committed}
+
+
+def _window_figures(window: Window) -> dict:
+    return {"messages_per_s": window.messages_per_s, "seconds": window.seconds,
+            "first_seen": window.first_count, "total": window.total}
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached in {timeout} s")
