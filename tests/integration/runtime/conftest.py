@@ -80,6 +80,12 @@ class Runtime:
         with self.sessions() as session:
             return session.get(Consumer, uuid.UUID(cid))
 
+    def consumer_with_processors(self, cid: str) -> Consumer:
+        with self.sessions() as session:
+            consumer = session.get(Consumer, uuid.UUID(cid))
+            list(consumer.downstream_processors)  # loaded while the session is open
+            return consumer
+
     def change(self, cid: str, *, command: str | None = None, bump: bool = True, **values) -> int:
         with self.sessions() as session, session.begin():
             consumer = session.get(Consumer, uuid.UUID(cid))
