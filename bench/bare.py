@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import sys
 import time
 
@@ -114,7 +115,27 @@ class ForwardSink:
 SINKS = {"file": FileSink, "postgres": PostgresCopySink, "forward": ForwardSink}
 
 
+class IdleSink:
+    """Nothing to write: an idle consumer, for the footprint baseline."""
+
+    def __init__(self, job: dict):
+        pass
+
+    def write(self, batch) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+SINKS["idle"] = IdleSink
+
+
 def run(job: dict) -> dict:
+    """Consume until ``expected`` messages are stored, or, with ``until_signal``, until SIGTERM."""
+    stop = []
+    if job.get("until_signal"):
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     sink = SINKS[job["kind"]](job)
     config = baseline_consumer_config(job["bootstrap"], job["group"], job["topic"])
     consumer = Consumer(config)
@@ -123,7 +144,7 @@ def run(job: dict) -> dict:
     first = last = None
     done = batches = 0
     try:
-        while done < expected and time.monotonic() < deadline:
+        while (not stop if job.get("until_signal") else done < expected) and time.monotonic() < deadline:
             batch = consumer.consume(num_messages=job.get("batch_size", BATCH_SIZE),
                                      timeout=job.get("batch_timeout", BATCH_TIMEOUT))
             if not batch:
@@ -138,7 +159,9 @@ def run(job: dict) -> dict:
             consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in highest.items()])
             done += len(good)
             batches += 1
-        last = time.time()
+            if done >= expected and last is None:
+                last = time.time()
+        last = last or time.time()
         try:
             consumer.commit(asynchronous=False)
         except KafkaException:

@@ -78,7 +78,7 @@ def fmt(value, digits: int = 2, unit: str = "") -> str:
         text = f"{value:,.{digits}f}"
     else:
         text = f"{value:,}"
-    return f"{text} {unit}".rstrip()
+    return f"{text} {unit.strip()}".rstrip()
 
 
 def print_result(result: Result) -> None:
