@@ -211,7 +211,7 @@ class Supervisor:
         for cid in self.consumers:
             if cid not in self.status_written:
                 continue
-            states = [r.machine.state for (c, _n), r in self.replicas.items() if c == cid and not r.retired]
+            states = [r.status_state for (c, _n), r in self.replicas.items() if c == cid and not r.retired]
             status = consumer_status(states)
             if status == self.status_written[cid]:
                 continue

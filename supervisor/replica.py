@@ -9,6 +9,7 @@ import time
 
 from schema.replica_machine import Action, Heartbeat, ReplicaMachine, Timings
 from schema.spec import SPEC_ENV, WorkerSpec
+from schema.states import ProcessState
 from workers.parent import PARENT_PID_ENV
 
 log = logging.getLogger("kcm.supervisor")
@@ -91,6 +92,13 @@ class Replica:
                  self.index, self.proc.pid, name, self.machine.last_error or self.machine.state.value)
 
     # ------------------------------------------------------------------ views
+    @property
+    def status_state(self) -> ProcessState:
+        """The state the consumer status folds: a retry after a failed start is still trouble, not INACTIVE."""
+        if self.machine.state == ProcessState.STARTING and self.machine.retries > 0:
+            return ProcessState.BACKOFF
+        return self.machine.state
+
     def fields(self) -> dict[str, str]:
         return {**self.machine.snapshot(), "started_at": f"{self.started_wall:.3f}" if self.started_wall else ""}
 

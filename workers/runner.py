@@ -40,6 +40,7 @@ class Runner:
         self.stopping = False
         self._brokers_down = ""
         self._fatal_error: KafkaError | None = None
+        self._last_logged: dict[str, float] = {}
         config = dict(config, error_cb=self._on_kafka_error)
         self.consumer = Consumer(config)
 
@@ -51,6 +52,11 @@ class Runner:
             self._brokers_down = err.str()
         if err.fatal():
             self._fatal_error = err
+        # librdkafka repeats a connection error on every retry: log each distinct one, then once a minute
+        now = time.monotonic()
+        if self._last_logged.get(err.str(), 0.0) > now - 60 and not err.fatal():
+            return
+        self._last_logged[err.str()] = now
         log.warning("KafkaError consumer=%s replica=%s code=%s fatal=%s: %s", self.spec.consumer_id,
                     self.spec.replica, err.name(), err.fatal(), err.str())
 

@@ -1,0 +1,52 @@
+"""The worker's Kafka configuration: secrets by reference, resolved at start, never echoed."""
+from __future__ import annotations
+
+import pytest
+
+from schema.settings import Settings
+from schema.spec import WorkerSpec
+from workers.config import ConsumerConfigError, consumer_config, redacted_config, resolve_references
+
+
+def spec(**overrides) -> WorkerSpec:
+    values = dict(consumer_id="c1", replica=2, generation=3, bootstrap_servers="k1:9092,k2:9092", topic="orders",
+                  group_id="billing")
+    return WorkerSpec(**{**values, **overrides})
+
+
+SETTINGS = Settings.from_env({"KCM_BATCH_SIZE": "500"})
+
+
+def test_consumer_config_stores_offsets_only_after_delivery():
+    config = consumer_config(spec(), SETTINGS, {})
+    assert config["bootstrap.servers"] == "k1:9092,k2:9092" and config["group.id"] == "billing"
+    assert config["enable.auto.offset.store"] is False and config["enable.auto.commit"] is True
+    assert config["auto.offset.reset"] == "earliest"
+    assert config["client.id"] == "kcm-c1-2"
+    assert config["fetch.queue.backoff.ms"] <= 10  # librdkafka >= 2.2 defaults to 1000 ms
+
+
+def test_env_and_file_references_resolve(tmp_path):
+    secret_file = tmp_path / "password"
+    secret_file.write_text("from-file\n")
+    config = consumer_config(spec(security={
+        "security.protocol": "SASL_SSL", "sasl.username": "${env:KAFKA_USER}",
+        "sasl.password": f"${{file:{secret_file}}}"}), SETTINGS, {"KAFKA_USER": "alice"})
+    assert config["sasl.username"] == "alice" and config["sasl.password"] == "from-file"
+    assert redacted_config(config)["sasl.password"] == "***"
+    assert redacted_config(config)["sasl.username"] == "alice"
+
+
+def test_missing_env_reference_is_a_config_error_naming_the_variable_not_a_value():
+    with pytest.raises(ConsumerConfigError, match=r"\$\{env:KAFKA_PASSWORD\}"):
+        resolve_references("${env:KAFKA_PASSWORD}", {"OTHER": "x"})
+
+
+def test_missing_file_reference_is_a_config_error(tmp_path):
+    with pytest.raises(ConsumerConfigError, match="No such file"):
+        resolve_references(f"${{file:{tmp_path / 'absent'}}}", {})
+
+
+def test_bad_auto_offset_reset_is_a_config_error():
+    with pytest.raises(ConsumerConfigError, match="auto_offset_reset"):
+        consumer_config(spec(auto_offset_reset="sideways"), SETTINGS, {})
