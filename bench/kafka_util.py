@@ -102,13 +102,23 @@ class Offsets:
         self.bootstrap = bootstrap
         self.client = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("kcm-bench-probe"),
                                 "enable.auto.commit": False})
+        self._partitions: dict[str, list[int]] = {}
 
     def partitions(self, topic: str) -> list[int]:
-        return sorted(self.client.list_topics(topic, timeout=10).topics[topic].partitions)
+        if topic not in self._partitions:
+            self._partitions[topic] = sorted(self.client.list_topics(topic, timeout=10).topics[topic].partitions)
+        return self._partitions[topic]
 
     def high_watermarks(self, topic: str) -> dict[int, int]:
-        return {p: self.client.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                for p in self.partitions(topic)}
+        for attempt in range(50):  # a fresh topic's leader may not be known yet: transient, retried
+            try:
+                return {p: self.client.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                        for p in self.partitions(topic)}
+            except KafkaException:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
 
     def total(self, topic: str) -> int:
         return sum(self.high_watermarks(topic).values())

@@ -134,7 +134,9 @@ def throughput_forward(h) -> Result:
 
     def bare():
         dest = destination()
-        return h.run_bare({"kind": "forward", "topic": topic, "destination": dest},
+        # the producer settings kafka_forward uses by default (it forces idempotence and acks=all)
+        producer = {"linger.ms": 5, "message.timeout.ms": 30_000, "compression.type": "none"}
+        return h.run_bare({"kind": "forward", "topic": topic, "destination": dest, "producer_config": producer},
                           TopicProgress(h.offsets, dest), messages)
 
     def kcm():
@@ -150,7 +152,7 @@ def throughput_forward(h) -> Result:
 
 
 def forward_config(h, destination: str) -> dict:
-    return {"topic": destination, "bootstrap_servers": [h.env.bootstrap]}
+    return {"topic": destination}  # kafka_forward's defaults otherwise: the consumer's cluster, linger.ms 5
 
 
 def scaling(h) -> Result:
