@@ -6,11 +6,15 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from api.schemas.common import RejectReadOnly, UTCDateTime
 from api.schemas.processors import ProcessorIn, ProcessorOut
 from api.schemas.validators import (
+    HOST_PATTERN,
+    HOST_PORT_PATTERN,
+    TOPIC_MESSAGE,
+    TOPIC_RE,
+    FullMatch,
     validate_host,
     validate_host_port,
     validate_not_blank,
     validate_security,
-    validate_topic,
 )
 from schema.states import ConsumerStatus, DesiredState
 
@@ -18,6 +22,8 @@ CONSUMER_READ_ONLY = ("id", "status", "desired_state", "generation", "created_at
 OFFSET_RESETS = ("earliest", "latest")
 MAX_PROCESSORS = 50
 MAX_BOOTSTRAP_SERVERS = 100
+# a Regexp rather than a function so that OpenAPI shows the rule as a pattern
+TOPIC_VALIDATORS = [FullMatch(TOPIC_RE, error=TOPIC_MESSAGE), validate.NoneOf((".", ".."), error=TOPIC_MESSAGE)]
 
 
 class SecuritySettings(fields.Dict):
@@ -51,18 +57,23 @@ def _fields(*, creating: bool) -> dict:
         "broker_ip": fields.String(
             allow_none=not creating,
             validate=[validate.Length(min=1, max=253), validate_host],
-            metadata={"description": "Kafka broker host or IP (with broker_port; or use bootstrap_servers)"},
+            metadata={
+                "description": "Kafka broker host or IP (with broker_port; or use bootstrap_servers)",
+                "pattern": HOST_PATTERN,
+            },
         ),
         "broker_port": fields.Integer(
             strict=True, allow_none=not creating, validate=validate.Range(min=1, max=65535)
         ),
         "bootstrap_servers": fields.List(
-            fields.String(validate=[validate.Length(max=300), validate_host_port]),
+            fields.String(
+                validate=[validate.Length(max=300), validate_host_port], metadata={"pattern": HOST_PORT_PATTERN}
+            ),
             allow_none=not creating,
             validate=validate.Length(min=1, max=MAX_BOOTSTRAP_SERVERS),
             metadata={"description": "List of 'host:port' for a multi-broker cluster"},
         ),
-        "topic": fields.String(required=creating, validate=validate_topic),
+        "topic": fields.String(required=creating, validate=TOPIC_VALIDATORS),
         "consumer_group": fields.String(
             required=creating, validate=[validate.Length(min=1, max=255), validate_not_blank]
         ),

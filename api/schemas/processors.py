@@ -31,7 +31,10 @@ class ProcessorFields(RejectReadOnly):
     processor_type = fields.String(
         required=True,
         validate=validate.Length(min=1, max=100),
-        metadata={"description": "An installed processor type (see GET /processor-types/)"},
+        metadata={
+            "description": "An installed processor type (see GET /processor-types/)",
+            "enum": registry.installed_names(),  # documentation; the registry gives the real error
+        },
     )
     config = fields.Dict(
         keys=fields.String(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from marshmallow import ValidationError
+from marshmallow import ValidationError, validate
 
 TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -12,13 +12,27 @@ SECURITY_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 ENV_REFERENCE_RE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
 FILE_REFERENCE_RE = re.compile(r"^\$\{file:/[^}]*\}$")
 SECRET_MARKERS = ("password", "secret", "key")
+# documentation-only patterns (OpenAPI); the functions below are the real, stricter checks
+HOST_PATTERN = (
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    r"|^[0-9A-Fa-f:.]+$"
+)
+HOST_PORT_PATTERN = r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
+TOPIC_MESSAGE = "Invalid Kafka topic name: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'."
+
+
+class FullMatch(validate.Regexp):
+    """``validate.Regexp`` that matches the whole value: ``$`` alone would accept a trailing newline."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 def validate_topic(value: str) -> None:
-    if value in (".", "..") or not TOPIC_RE.match(value):
-        raise ValidationError(
-            "Invalid Kafka topic name: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'."
-        )
+    if value in (".", "..") or not TOPIC_RE.fullmatch(value):
+        raise ValidationError(TOPIC_MESSAGE)
 
 
 def validate_not_blank(value: str) -> None:
@@ -38,7 +52,7 @@ def is_host(value: str) -> bool:
     labels = value.rstrip(".").split(".")
     if all(label.isdigit() for label in labels):
         return False  # looks like an IPv4 address but ip_address() refused it
-    return all(HOST_LABEL_RE.match(label) for label in labels)
+    return all(HOST_LABEL_RE.fullmatch(label) for label in labels)
 
 
 def validate_host(value: str) -> None:
@@ -68,14 +82,16 @@ def is_secret_setting(name: str) -> bool:
 
 
 def is_reference(value: object) -> bool:
-    return isinstance(value, str) and bool(ENV_REFERENCE_RE.match(value) or FILE_REFERENCE_RE.match(value))
+    if not isinstance(value, str):
+        return False
+    return bool(ENV_REFERENCE_RE.fullmatch(value) or FILE_REFERENCE_RE.fullmatch(value))
 
 
 def validate_security(settings: dict) -> None:
     """Every key a librdkafka name; values scalars; secrets only as ``${env:NAME}`` / ``${file:/abs/path}``."""
     errors: dict[str, list[str]] = {}
     for name, value in settings.items():
-        if not isinstance(name, str) or not SECURITY_KEY_RE.match(name):
+        if not isinstance(name, str) or not SECURITY_KEY_RE.fullmatch(name):
             errors[str(name)] = ["Not a librdkafka setting name (lower-case letters, digits, '.', '_', '-')."]
         elif isinstance(value, (dict, list)) or value is None:
             errors[name] = ["Must be a string, number or boolean."]
