@@ -44,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--cpu-seconds", type=float, default=60, help="supervisor CPU sampling window (default 60)")
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers, as the Procfile (default 2)")
     p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no BENCHMARKS.md")
+    p.add_argument("--results-dir", default=None, help="where the JSON files go (default bench/results)")
+    p.add_argument("--markdown", default=None, help="the Markdown file to regenerate (default BENCHMARKS.md)")
     p.add_argument("--render-only", action="store_true", help="regenerate BENCHMARKS.md from the JSON files")
     args = p.parse_args(argv)
     names = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or list(BENCHMARKS)
@@ -58,10 +60,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from bench.results import describe_machine, print_result, regenerate_markdown, write_result
+    from pathlib import Path
 
+    from bench.results import (
+        MARKDOWN,
+        RESULTS_DIR,
+        describe_machine,
+        print_result,
+        regenerate_markdown,
+        write_result,
+    )
+
+    results_dir = Path(args.results_dir) if args.results_dir else RESULTS_DIR
+    markdown = Path(args.markdown) if args.markdown else MARKDOWN
     if args.render_only:
-        print(f"wrote {regenerate_markdown()}")
+        print(f"wrote {regenerate_markdown(markdown, results_dir)}")
         return 0
 
     from bench.harness import Harness
@@ -91,14 +104,14 @@ def main(argv: list[str]) -> int:
             print_result(result)
             print(f"({time.monotonic() - started:.0f} s)")
             if not args.no_write:
-                print(f"wrote {write_result(result, machine_info=machine_info, commit=commit, date=date)}")
+                print(f"wrote {write_result(result, machine_info=machine_info, commit=commit, date=date, directory=results_dir)}")
     except KeyboardInterrupt:
         print("\ninterrupted: cleaning up", file=sys.stderr)
         failed.append("interrupted")
     finally:
         cleanup.run()
     if not args.no_write and len(failed) < len(args.names):
-        print(f"wrote {regenerate_markdown()}")
+        print(f"wrote {regenerate_markdown(markdown, results_dir)}")
     if failed:
         print(f"\nbenchmarks that did not run to the end: {', '.join(failed)}", file=sys.stderr)
         return 1
