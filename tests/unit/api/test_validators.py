@@ -1,0 +1,75 @@
+"""Pure validation rules: Kafka names, hosts, host:port lists, security references."""
+from __future__ import annotations
+
+import pytest
+from marshmallow import ValidationError
+
+from api.schemas.validators import (
+    is_host,
+    is_reference,
+    is_secret_setting,
+    validate_host_port,
+    validate_security,
+    validate_topic,
+)
+
+
+@pytest.mark.parametrize("value", ["localhost", "kafka-1.example.com", "10.0.0.1", "::1", "fe80::1", "a", "k8s"])
+def test_hosts_accepted(value):
+    assert is_host(value)
+
+
+@pytest.mark.parametrize("value", ["", "a b", "-lead.example", "trail-.example", "999.1.1.1", "1.2.3",
+                                   "x" * 254, "a..b", "host\n", "under_score"])
+def test_hosts_rejected(value):
+    assert not is_host(value)
+
+
+@pytest.mark.parametrize("value", ["k:9092", "10.0.0.1:1", "[::1]:65535", "kafka.example.com:19092"])
+def test_host_port_accepted(value):
+    validate_host_port(value)
+
+
+@pytest.mark.parametrize("value", ["k", "k:", ":9092", "k:0", "k:65536", "::1:9092", "[::1]9092", "[k]:1",
+                                   "k:90a", "bad host:1"])
+def test_host_port_rejected(value):
+    with pytest.raises(ValidationError):
+        validate_host_port(value)
+
+
+@pytest.mark.parametrize("value", [".", "..", "", "a/b", "a b", "x" * 250, "t\n", "ü"])
+def test_topics_rejected(value):
+    with pytest.raises(ValidationError):
+        validate_topic(value)
+
+
+@pytest.mark.parametrize("value", ["...", "a", "A-b_c.d", "x" * 249])
+def test_topics_accepted(value):
+    validate_topic(value)
+
+
+@pytest.mark.parametrize("name,secret", [
+    ("sasl.password", True), ("ssl.key.password", True), ("ssl.key.pem", True),
+    ("sasl.oauthbearer.client.secret", True), ("ssl.keystore.password", True), ("SASL.PASSWORD", True),
+    ("ssl.key.location", False), ("sasl.username", False), ("security.protocol", False),
+    ("sasl.mechanism", False),
+])
+def test_secret_bearing_settings(name, secret):
+    assert is_secret_setting(name) is secret
+
+
+@pytest.mark.parametrize("value,ok", [
+    ("${env:KAFKA_PASSWORD}", True), ("${file:/run/secrets/kafka}", True), ("${env:1BAD}", False),
+    ("${file:relative/path}", False), ("hunter2", False), ("${env:X} trailing", False), (42, False),
+    ("${env:X}\n", False),
+])
+def test_references(value, ok):
+    assert is_reference(value) is ok
+
+
+def test_security_errors_are_keyed_by_setting():
+    with pytest.raises(ValidationError) as caught:
+        validate_security({"sasl.password": "plain", "Bad Key": "x", "nested": {"a": 1},
+                           "sasl.username": "ok", "ssl.key.pem": "${file:/etc/key.pem}"})
+    assert set(caught.value.messages) == {"sasl.password", "Bad Key", "nested"}
+    assert "plain" not in str(caught.value.messages)
