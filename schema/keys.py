@@ -46,5 +46,17 @@ def replica_pattern(consumer_id: object) -> str:
     return f"{PREFIX}:consumer:{consumer_id}:replica:*"
 
 
+REPLICA_STATES_PATTERN = f"{PREFIX}:consumer:*:replica:*:state"  # SCAN: every replica state hash
+
+
+def parse_replica_state_key(key: str) -> tuple[str, int] | None:
+    """``(consumer_id, replica)`` of a ``replica_state_key``, or None for any other key."""
+    parts = key.split(":")
+    if len(parts) != 6 or parts[0] != PREFIX or parts[1] != "consumer" or parts[3] != "replica" \
+            or parts[5] != "state" or not parts[4].isdigit():
+        return None
+    return parts[2], int(parts[4])
+
+
 def dead_letter_index(consumer_id: object) -> str:
     return f"{PREFIX}:consumer:{consumer_id}:dead-letters"

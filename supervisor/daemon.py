@@ -53,6 +53,7 @@ class Supervisor:
         self._next_reconcile = 0.0
         self._next_beat = 0.0
         self._next_republish = 0.0
+        self._swept = False
 
     # ------------------------------------------------------------------ life
     def install_signal_handlers(self) -> None:
@@ -141,6 +142,21 @@ class Supervisor:
             if cid not in desired:
                 del self.status_written[cid]
         self._next_republish = 0.0  # state hashes are rewritten on every reconcile
+        if not self._swept:
+            self._sweep_forgotten_states(desired)
+
+    def _sweep_forgotten_states(self, desired: dict[str, DesiredConsumer]) -> None:
+        """After a restart: drop state hashes of replicas deleted or scaled away while we were down."""
+        try:
+            stale = [(cid, n) for cid, n in self.redis.our_state_keys()
+                     if cid not in desired or n >= desired[cid].replicas]
+            self.redis.delete_states(stale)
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: sweeping state hashes: %s", exc)
+            return
+        self._swept = True
+        for cid, n in stale:
+            log.info("ReplicaRemoved consumer=%s replica=%s reason=gone-while-supervisor-was-down", cid, n)
 
     # ------------------------------------------------------------------ one tick
     def step(self) -> None:

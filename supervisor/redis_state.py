@@ -74,6 +74,15 @@ class RedisState:
                 **fields, "host": self.host, "supervisor_id": self.supervisor_id, "updated_at": now})
         pipe.execute()
 
+    def our_state_keys(self) -> list[tuple[str, int]]:
+        """Every replica state hash this supervisor wrote, including ones it forgot (it was restarted)."""
+        found = []
+        for raw in self.client.scan_iter(match=keys.REPLICA_STATES_PATTERN, count=500):
+            replica = keys.parse_replica_state_key(raw.decode())
+            if replica and self.client.hget(raw, "supervisor_id") == self.supervisor_id.encode():
+                found.append(replica)
+        return found
+
     def delete_states(self, replicas: list[tuple[str, int]]) -> None:
         if replicas:
             self.client.delete(*(keys.replica_state_key(cid, n) for cid, n in replicas))

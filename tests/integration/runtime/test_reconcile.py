@@ -17,9 +17,11 @@ def test_supervisor_down_while_desired_state_changes_converges_after_restart(run
     topic_a, topic_b = topic_factory(partitions=2), topic_factory(partitions=2)
     cid_a, _ = runtime.create_consumer(topic_a)
     cid_b, out_b = runtime.create_consumer(topic_b, running=False)
+    cid_c, _ = runtime.create_consumer(topic_b, running=False, replicas=2)
     supervisor = runtime.start_supervisor()
     pid_a = runtime.worker_pid(cid_a)
     runtime.wait_state(cid_b, "STOPPED")
+    runtime.wait_state(cid_c, "STOPPED", 1)
 
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(15) == 0
@@ -30,10 +32,14 @@ def test_supervisor_down_while_desired_state_changes_converges_after_restart(run
     # no command reaches anyone: the new supervisor must find the changes in the database alone
     runtime.change(cid_a, desired_state=DesiredState.STOPPED, bump=False)
     runtime.change(cid_b, desired_state=DesiredState.RUNNING, replicas=2, bump=True)
+    with runtime.sessions() as session, session.begin():
+        session.delete(session.get(Consumer, uuid.UUID(cid_c)))
     runtime.redis.delete(keys.COMMAND_STREAM)
     runtime.start_supervisor()
     runtime.wait_state(cid_b, "RUNNING", 0, timeout=15)
     runtime.wait_state(cid_b, "RUNNING", 1, timeout=15)
+    # the deleted consumer's state hashes do not outlive it
+    assert not runtime.redis.exists(keys.replica_state_key(cid_c, 0), keys.replica_state_key(cid_c, 1))
     assert runtime.state(cid_a).get("state") == "STOPPED"
     assert len(runtime.worker_pids()) == 2
     produce(runtime.bootstrap, topic_b, 100)

@@ -50,3 +50,4 @@ def test_missing_file_reference_is_a_config_error(tmp_path):
 def test_bad_auto_offset_reset_is_a_config_error():
     with pytest.raises(ConsumerConfigError, match="auto_offset_reset"):
         consumer_config(spec(auto_offset_reset="sideways"), SETTINGS, {})
+
