@@ -52,8 +52,9 @@ class Harness:
     def run_bare(self, job: dict, progress, total: int) -> dict:
         """A bare loop in its own process, timed by the observer; its own clock is kept for reference."""
         job = {"bootstrap": self.env.bootstrap, "group": unique("kcm-bench-bare"), "expected": total, **job}
+        # its own session, like a kcm worker (in the supervisor's): the same scheduler autogroup footing
         proc = subprocess.Popen([sys.executable, "-m", "bench.bare", json.dumps(job)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             window = watch(progress, total, alive=lambda: proc.poll() is None)
             out, err = proc.communicate(timeout=120)
@@ -95,7 +96,8 @@ class Harness:
 
 
 def _window_figures(window: Window) -> dict:
-    return {"messages_per_s": window.messages_per_s, "seconds": window.seconds,
+    return {"messages_per_s": window.messages_per_s, "steady_messages_per_s": window.steady_messages_per_s(),
+            "seconds": window.seconds,
             "first_seen": window.first_count, "total": window.total}
 
 

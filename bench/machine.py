@@ -44,7 +44,9 @@ def git_commit() -> str:
 def library_versions() -> dict:
     import confluent_kafka
 
-    return {"python": platform.python_version(), "confluent_kafka": confluent_kafka.version()[0],
+    version = confluent_kafka.version()  # a str in recent releases, a (str, int) tuple in older ones
+    return {"python": platform.python_version(),
+            "confluent_kafka": version if isinstance(version, str) else version[0],
             "librdkafka": confluent_kafka.libversion()[0]}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -17,6 +17,7 @@ class Window:
     first_count: int     # messages already durable at that poll
     last_at: float       # time.time() of the first poll that saw everything
     total: int
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (time, count) at every change
 
     @property
     def seconds(self) -> float:
@@ -25,6 +26,14 @@ class Window:
     @property
     def messages_per_s(self) -> float | None:
         return (self.total - self.first_count) / self.seconds if self.seconds > 0 else None
+
+    def steady_messages_per_s(self, from_fraction: float = 0.25) -> float | None:
+        """The rate from the first sample at ``from_fraction`` of the total to the end: start-up effects
+        (a group rebalance when a second replica joins, cold caches) left out."""
+        mark = next(((t, c) for t, c in self.samples if c >= self.total * from_fraction), None)
+        if mark is None or self.last_at <= mark[0]:
+            return None
+        return (self.total - mark[1]) / (self.last_at - mark[0])
 
 
 class FileProgress:
@@ -93,6 +102,7 @@ def watch(progress, total: int, *, start_timeout: float = 120, stall_timeout: fl
     ``stall_timeout`` seconds (or nothing arrives in ``start_timeout``), or when ``alive()`` turns false."""
     first_at, first_count = None, 0
     last_change, last_count = time.monotonic(), 0
+    samples: list[tuple[float, int]] = []
     deadline = time.monotonic() + start_timeout
     while True:
         count = progress.count()
@@ -100,9 +110,10 @@ def watch(progress, total: int, *, start_timeout: float = 120, stall_timeout: fl
         if count and first_at is None:
             first_at, first_count = now, count
         if count >= total:
-            return Window(first_at=first_at, first_count=first_count, last_at=now, total=total)
+            return Window(first_at=first_at, first_count=first_count, last_at=now, total=total, samples=samples)
         if count != last_count:
             last_count, last_change = count, time.monotonic()
+            samples.append((now, count))
         if first_at is None and time.monotonic() > deadline:
             raise Stalled(f"nothing arrived in the sink within {start_timeout} s")
         if first_at is not None and time.monotonic() - last_change > stall_timeout:
@@ -110,6 +121,7 @@ def watch(progress, total: int, *, start_timeout: float = 120, stall_timeout: fl
         if not alive():
             count = progress.count()
             if count >= total:
-                return Window(first_at=first_at or now, first_count=first_count, last_at=time.time(), total=total)
+                return Window(first_at=first_at or now, first_count=first_count, last_at=time.time(), total=total,
+                              samples=samples)
             raise Stalled(f"the producing process exited with the sink at {count}/{total}")
         time.sleep(progress.interval)

@@ -126,7 +126,7 @@ def render_markdown(results: list[dict], *, notes_md: str = "") -> str:
            "|---|---|---|---|---|---|---|"]
     for number, r in enumerate(results, 1):
         for t in r["targets"]:
-            out.append(f"| {number} | [{r['title']}](#{r['name'].replace('_', '-')}) | {t['label']} | "
+            out.append(f"| {number} | [{r['title']}](#{r['name']}) | {t['label']} | "
                        f"{fmt(t['value'], 3, t['unit'])} | {t['op']} {t['target']:g}{t['unit']} | "
                        f"{_verdict(t['met'])} | {r['baseline']} |")
     if results:
@@ -141,7 +141,7 @@ def render_markdown(results: list[dict], *, notes_md: str = "") -> str:
                 "(the machine is shared: ratios, measured side by side, are the figures to trust)",
                 f"- kcm commit {first['kcm_commit']}, {first['date']}"]
     for r in results:
-        out += ["", f"## {r['name'].replace('_', '-')}", "", f"### {r['title']}", "",
+        out += ["", f'<a id="{r["name"]}"></a>', "", f"## {r['title']} (`{r['name']}`)", "",
                 f"Baseline: {r['baseline']}. Ratio {r['ratio_label']}: **{fmt(r['ratio'], 3)}**. "
                 f"Measured {r['date']} at commit {r['kcm_commit']}.", "",
                 "Parameters: " + ", ".join(f"`{k}={v}`" for k, v in r["params"].items()), ""]

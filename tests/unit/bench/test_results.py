@@ -53,7 +53,7 @@ def test_result_json_carries_figures_targets_machine_and_commit(tmp_path):
 def test_markdown_shows_each_figure_beside_its_target_and_the_machine():
     data = _result(0.5).as_dict(MACHINE, "abc123", "2026-01-01T00:00:00Z")
     text = render_markdown([data])
-    assert "| 1 | [Throughput, file sink](#throughput-file) | kcm ÷ bare | 0.500 | >= 0.9 | **not met** |" in text
+    assert "| 1 | [Throughput, file sink](#throughput_file) | kcm ÷ bare | 0.500 | >= 0.9 | **not met** |" in text
     assert "Test CPU, 2 cores" in text
     assert "make bench" in text
 
@@ -85,3 +85,10 @@ def test_bench_urls_point_at_the_bench_database_and_redis_index():
         "postgresql+psycopg2://kcm:kcm@127.0.0.1:15432/kcm_bench"
     assert with_redis_db("redis://127.0.0.1:16379/0", 14) == "redis://127.0.0.1:16379/14"
     assert with_redis_db("redis://127.0.0.1:16379", 14) == "redis://127.0.0.1:16379/14"
+
+
+def test_steady_rate_starts_at_a_quarter_of_the_total():
+    samples = [(10.0, 100), (10.5, 300), (11.0, 600), (12.0, 1000)]
+    window = Window(first_at=10.0, first_count=100, last_at=12.0, total=1000, samples=samples)
+    assert window.steady_messages_per_s() == (1000 - 300) / (12.0 - 10.5)
+    assert Window(first_at=1.0, first_count=1, last_at=2.0, total=10, samples=[]).steady_messages_per_s() is None

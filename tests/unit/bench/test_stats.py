@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.stats import meets, median, percentile, rate, ratio, summarize_latencies
+from bench.stats import median, meets, percentile, rate, ratio, summarize_latencies
 
 
 def test_median_of_odd_and_even_counts():
