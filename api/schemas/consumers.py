@@ -106,8 +106,12 @@ def _fields(*, creating: bool) -> dict:
 class ConsumerIn(RejectReadOnly.from_dict(_fields(creating=True), name="ConsumerInBase")):
     READ_ONLY = CONSUMER_READ_ONLY
 
-    @validates_schema(skip_on_field_errors=True)
-    def _one_broker_form(self, data, **kwargs):
+    @validates_schema(pass_original=True, skip_on_field_errors=False)
+    def _one_broker_form(self, data, original, **kwargs):
+        # report a missing form together with other field errors, but not for a field that failed on its own
+        broker_fields = ("broker_ip", "broker_port", "bootstrap_servers")
+        if not isinstance(original, dict) or any(n in original and n not in data for n in broker_fields):
+            return
         check_broker_form(data.get("broker_ip"), data.get("broker_port"), data.get("bootstrap_servers"))
 
 
