@@ -4,6 +4,9 @@ Each test kills the worker at least 5 times while it writes (at a random count o
 table, plus a random few milliseconds so the kill lands anywhere in a batch), then lets a last worker
 finish. At-least-once: no (partition, offset) missing from any sink. With ``exactly_once``: no duplicate
 either, and the sink's own offsets end exactly at the high watermarks.
+
+The last two tests drive the same real worker through the on_error policies: ``retry`` makes it exit 70
+with the offsets before the poison message; ``dead_letter`` delivers 999 and leaves one rq dead letter.
 """
 from __future__ import annotations
 
@@ -149,3 +152,61 @@ def test_kill_9_with_exactly_once_database_sync_has_no_gap_and_no_duplicate(
         cur.execute("SELECT partition, next_offset FROM kcm_offsets WHERE consumer_id = %s AND topic = %s",
                     (spec.consumer_id, source))
         assert dict(cur.fetchall()) == highs
+
+
+def _run_until_exit(worker: WorkerProcess, timeout: float = 60) -> int:
+    proc = worker.start()
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        raise AssertionError(f"worker did not exit:\n{worker.tail()}") from None
+
+
+def test_worker_with_retry_policy_exits_on_the_poison_with_offsets_before_it(
+        kafka_bootstrap, topic_factory, redis_test_url, sink_root, tmp_path):
+    from tests.support.kafka import committed_offsets
+
+    topic = topic_factory(partitions=1)
+    produce(kafka_bootstrap, topic, 1_000, value_fn=lambda i: b"POISON" if i == 500 else b"ok-%d" % i)
+    out = tmp_path / "collected.txt"
+    spec = _spec(topic, [ProcessorSpec(id="c", processor_type="test_collector", on_error="retry", config={
+        "path": str(out), "fail_on": "POISON", "max_retries": 2, "retry_backoff": 0.01})])
+    env = {**WORKER_ENV, "KCM_REDIS_URL": redis_test_url, "KCM_FILE_SINK_ROOT": str(sink_root)}
+    worker = WorkerProcess(spec, env, tmp_path)
+    code = _run_until_exit(worker)
+    assert code == 70 and "DeliveryFailed" in worker.tail() and "poison message" in worker.tail()
+    committed = committed_offsets(kafka_bootstrap, spec.group_id, topic)[0]
+    assert 0 <= committed <= 500 or committed == -1001  # -1001: nothing committed yet, still before it
+    offsets = [int(line.split()[2]) for line in out.read_text().splitlines()]
+    assert 500 not in offsets and max(offsets) < 500
+
+
+def test_worker_with_dead_letter_policy_delivers_999_and_dead_letters_the_poison(
+        kafka_bootstrap, topic_factory, redis_test_url, redis_client, sink_root, tmp_path):
+    from schema import keys
+
+    topic = topic_factory(partitions=1)
+    produce(kafka_bootstrap, topic, 1_000, value_fn=lambda i: b"POISON" if i == 500 else b"ok-%d" % i)
+    out = tmp_path / "collected.txt"
+    spec = _spec(topic, [ProcessorSpec(id="c", processor_type="test_collector", on_error="dead_letter", config={
+        "path": str(out), "fail_on": "POISON", "max_retries": 1, "retry_backoff": 0.01})])
+    env = {**WORKER_ENV, "KCM_REDIS_URL": redis_test_url, "KCM_FILE_SINK_ROOT": str(sink_root)}
+    worker = WorkerProcess(spec, env, tmp_path)
+    proc = worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() or len(out.read_text().splitlines()) < 999:
+            assert proc.poll() is None and time.monotonic() < deadline, worker.tail()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, worker.tail()
+    offsets = sorted(int(line.split()[2]) for line in out.read_text().splitlines())
+    assert offsets == [i for i in range(1_000) if i != 500]
+    (job_id,) = redis_client.zrange(keys.dead_letter_index(spec.consumer_id), 0, -1)
+    from rq.job import Job
+
+    meta = Job.fetch(job_id.decode(), connection=redis_client).meta["dead_letter"]
+    assert (meta["topic"], meta["offset"], meta["processor_id"]) == (topic, 500, "c")
