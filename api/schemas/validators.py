@@ -12,6 +12,8 @@ SECURITY_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 ENV_REFERENCE_RE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
 FILE_REFERENCE_RE = re.compile(r"^\$\{file:/[^}]*\}$")
 SECRET_MARKERS = ("password", "secret", "key")
+SECURITY_PREFIXES = ("security.", "sasl.", "ssl.")
+SECURITY_EXTRA_NAMES = frozenset({"enable.ssl.certificate.verification", "enable.sasl.oauthbearer.unsecure.jwt"})
 # documentation-only patterns (OpenAPI); the functions below are the real, stricter checks
 HOST_PATTERN = (
     r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -75,6 +77,12 @@ def validate_host_port(value: str) -> None:
         raise ValidationError(message)
 
 
+def is_security_setting(name: str) -> bool:
+    """Keys of ``security`` are limited to authentication/encryption: anything else (``enable.auto.commit``,
+    ``group.id`` ...) would override the settings the worker's delivery guarantee depends on."""
+    return name.startswith(SECURITY_PREFIXES) or name in SECURITY_EXTRA_NAMES
+
+
 def is_secret_setting(name: str) -> bool:
     """librdkafka settings whose value is a secret. ``*.location`` settings hold a path, not the secret."""
     lowered = name.lower()
@@ -93,6 +101,11 @@ def validate_security(settings: dict) -> None:
     for name, value in settings.items():
         if not isinstance(name, str) or not SECURITY_KEY_RE.fullmatch(name):
             errors[str(name)] = ["Not a librdkafka setting name (lower-case letters, digits, '.', '_', '-')."]
+        elif not is_security_setting(name):
+            errors[name] = [
+                "Only security settings belong here (security.*, sasl.*, ssl.*, "
+                + ", ".join(sorted(SECURITY_EXTRA_NAMES)) + "); kcm owns the other consumer settings."
+            ]
         elif isinstance(value, (dict, list)) or value is None:
             errors[name] = ["Must be a string, number or boolean."]
         elif is_secret_setting(name) and not is_reference(value):

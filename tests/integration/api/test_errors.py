@@ -30,6 +30,16 @@ def test_neither_broker_form_is_422(client):
     assert "broker_ip" in errors and "broker_port" in errors
 
 
+def test_a_missing_broker_form_is_reported_with_the_other_field_errors(client):
+    errors = field_errors(client.post("/consumers/", json={"topic": "t"}))
+    assert {"consumer_group", "broker_ip", "broker_port"} <= set(errors)
+
+
+def test_a_non_security_setting_in_security_is_422(client):
+    body = {**VALID_CONSUMER, "security": {"enable.auto.commit": True, "security.protocol": "SSL"}}
+    assert set(field_errors(client.post("/consumers/", json=body))["security"]) == {"enable.auto.commit"}
+
+
 def test_both_broker_forms_is_422(client):
     errors = field_errors(client.post("/consumers/", json={**VALID_CONSUMER, "bootstrap_servers": ["k:9092"]}))
     assert "bootstrap_servers" in errors

@@ -69,7 +69,21 @@ def test_references(value, ok):
 
 def test_security_errors_are_keyed_by_setting():
     with pytest.raises(ValidationError) as caught:
-        validate_security({"sasl.password": "plain", "Bad Key": "x", "nested": {"a": 1},
+        validate_security({"sasl.password": "plain", "Bad Key": "x", "ssl.nested": {"a": 1},
                            "sasl.username": "ok", "ssl.key.pem": "${file:/etc/key.pem}"})
-    assert set(caught.value.messages) == {"sasl.password", "Bad Key", "nested"}
+    assert set(caught.value.messages) == {"sasl.password", "Bad Key", "ssl.nested"}
     assert "plain" not in str(caught.value.messages)
+
+
+@pytest.mark.parametrize("name", ["enable.auto.commit", "group.id", "bootstrap.servers", "auto.offset.reset",
+                                  "enable.auto.offset.store", "client.id"])
+def test_non_security_settings_are_refused_in_security(name):
+    with pytest.raises(ValidationError) as caught:
+        validate_security({name: "x"})
+    assert name in caught.value.messages
+
+
+def test_security_settings_are_accepted():
+    validate_security({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "u",
+                       "sasl.password": "${env:P}", "ssl.ca.location": "/etc/ca.pem",
+                       "enable.ssl.certificate.verification": False, "ssl.key.location": "/etc/key.pem"})
