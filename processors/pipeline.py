@@ -115,6 +115,8 @@ class Pipeline:
             return
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
+            if self._interrupted.is_set():  # warm stop: leave the rest undelivered, offsets not advanced
+                raise error
             try:
                 self._attempt(processor, half)
             except FatalError:

@@ -126,3 +126,24 @@ def test_open_rechecks_a_symlink_planted_after_validation(context, sink_root, tm
     with pytest.raises(FatalError, match="outside the file sink root"):
         processor.open()
     assert not (tmp_path / "stolen.log").exists()
+
+
+def test_fsync_every_batch_by_default_and_at_most_every_interval_otherwise(context, sink_root, monkeypatch):
+    import processors.file_sink as file_sink
+
+    calls = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(file_sink.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
+    every_batch = _pipeline(context, path="every.log")
+    for i in range(5):
+        every_batch.deliver([Record("t", 0, i, b"x")])
+    assert len(calls) == 5
+    calls.clear()
+    interval = _pipeline(context, path="interval.log", fsync_interval_ms=60_000)
+    for i in range(5):
+        interval.deliver([Record("t", 0, i, b"x")])
+    assert len(calls) == 0  # within the interval: written (page cache) but not fsync'd
+    interval.close()
+    assert len(calls) == 1  # close always fsyncs
+    assert (sink_root / "interval.log").read_bytes() == b"x\n" * 5
+    every_batch.close()

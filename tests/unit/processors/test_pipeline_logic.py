@@ -54,3 +54,35 @@ def test_committed_offsets_only_when_every_stage_keeps_its_own():
 def test_policy_keys_are_split_from_the_processor_config():
     policy, own = split_config({"path": "x", "max_retries": 3, "retry_timeout": 5})
     assert policy == {"max_retries": 3, "retry_timeout": 5} and own == {"path": "x"}
+
+
+def test_interrupt_stops_retrying_and_the_batch_fails():
+    processor = Picky(bad={0})
+    spec = ProcessorSpec(id="p", processor_type="picky")
+    pipeline = Pipeline([(spec, processor)], [DeliveryPolicy(max_retries=1000, retry_backoff=0.001,
+                                                             retry_backoff_max=0.001)])
+    pipeline.interrupt()
+    try:
+        pipeline.deliver([Record("t", 0, 0, b"v")])
+    except RetriableError:
+        pass
+    else:
+        raise AssertionError("an interrupted pipeline must not report the batch delivered")
+    assert processor.attempts == 1 and processor.flushed == []
+
+
+def test_references_resolve_env_and_file_and_refuse_missing(tmp_path, monkeypatch):
+    import pytest
+
+    from processors.base import FatalError
+    from processors.references import is_reference, resolve
+
+    monkeypatch.setenv("KCM_UNIT_SECRET", "s3cret")
+    (tmp_path / "pw").write_text("from-file\n")
+    assert resolve("${env:KCM_UNIT_SECRET}") == "s3cret"
+    assert resolve(f"${{file:{tmp_path / 'pw'}}}") == "from-file"
+    assert resolve("plain") == "plain" and not is_reference("plain") and is_reference("${env:X}")
+    monkeypatch.delenv("KCM_UNIT_SECRET")
+    with pytest.raises(FatalError, match="KCM_UNIT_SECRET") as info:
+        resolve("${env:KCM_UNIT_SECRET}")
+    assert "s3cret" not in str(info.value)
