@@ -17,6 +17,7 @@ import redis
 
 from processors.base import FatalError
 from processors.pipeline import Pipeline
+from schema.db import redacted
 from schema.settings import Settings
 from schema.spec import SPEC_ENV, WorkerSpec
 from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD
@@ -24,7 +25,7 @@ from workers.config import ConsumerConfigError, consumer_config
 from workers.heartbeat import Heartbeat, WorkerStatus
 from workers.lease import Lease
 from workers.parent import die_with_parent, expected_parent, parent_gone
-from workers.runner import EXIT_COLD_STOP, Runner, WorkerExit
+from workers.runner import EXIT_COLD_STOP, EXIT_UNAVAILABLE, Runner, WorkerExit
 
 log = logging.getLogger("kcm.worker")
 
@@ -58,7 +59,12 @@ def main() -> int:
     ttl = settings.heartbeat_interval * 3
     lease = Lease(client, spec.consumer_id, spec.replica, pid=os.getpid(), host=host, ttl=ttl)
     # a killed predecessor's lease expires within its TTL: wait that long before calling it a live twin
-    if not lease.acquire(wait=ttl + 1.0):
+    try:
+        acquired = lease.acquire(wait=ttl + 1.0)
+    except redis.RedisError as exc:
+        log.error("RedisUnavailable: cannot take the replica lease at %s: %s", redacted(settings.redis_url), exc)
+        return EXIT_UNAVAILABLE
+    if not acquired:
         log.error("LeaseHeld: replica %s/%s is held by %s; not consuming", spec.consumer_id, spec.replica,
                   lease.holder() or "a process that just exited")
         return EXIT_LEASE_HELD
@@ -66,7 +72,10 @@ def main() -> int:
     status = WorkerStatus(pid=os.getpid(), host=host, generation=spec.generation)
     heartbeat = Heartbeat(client, status, spec.consumer_id, spec.replica, interval=settings.heartbeat_interval,
                           lease=lease, expected_parent=parent)
-    heartbeat.beat()
+    try:
+        heartbeat.beat()
+    except redis.RedisError as exc:
+        log.warning("HeartbeatFailed: first heartbeat: %s", exc)
     heartbeat.start()
     code = 1
     try:
