@@ -43,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--idle-consumers", type=int, default=50, help="idle consumers for the footprint (default 50)")
     p.add_argument("--cpu-seconds", type=float, default=60, help="supervisor CPU sampling window (default 60)")
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers, as the Procfile (default 2)")
+    p.add_argument("--profile-supervisor", metavar="PATH", default=None,
+                   help="run the supervisor under pyinstrument and write its text report to PATH")
     p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no BENCHMARKS.md")
     p.add_argument("--results-dir", default=None, help="where the JSON files go (default bench/results)")
     p.add_argument("--markdown", default=None, help="the Markdown file to regenerate (default BENCHMARKS.md)")

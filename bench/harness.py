@@ -29,7 +29,8 @@ class Harness:
         if self._stack is None:
             ensure_database(self.env.database_url)
             reset_state(self.env.database_url, self.env.redis_url)
-            self._stack = KcmStack(self.env, self.cleanup, web_workers=self.args.web_workers).start()
+            self._stack = KcmStack(self.env, self.cleanup, web_workers=self.args.web_workers,
+                                   profile_supervisor=getattr(self.args, "profile_supervisor", None)).start()
         return self._stack
 
     def prefilled_topic(self, messages: int, partitions: int = 4, size: int = 100) -> str:
@@ -56,7 +57,9 @@ class Harness:
         proc = subprocess.Popen([sys.executable, "-m", "bench.bare", json.dumps(job)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
+            before = cpu_snapshot()
             window = watch(progress, total, alive=lambda: proc.poll() is None)
+            machine_busy = busy_percent(before, cpu_snapshot())
             out, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
@@ -67,7 +70,7 @@ class Harness:
         own = json.loads(out.strip().splitlines()[-1])
         return {**_window_figures(window),
                 "own_messages_per_s": total / (own["last"] - own["first"]) if own["last"] > own["first"] else None,
-                "group": job["group"]}
+                "machine_busy_pct": machine_busy, "group": job["group"]}
 
     def run_kcm(self, topic: str, processors: list[dict], progress, total: int, *, replicas: int = 1) -> dict:
         """One kcm consumer created and started through the API, timed by the same observer."""
@@ -80,8 +83,10 @@ class Harness:
         cid = consumer["id"]
         self.cleanup.push(f"delete consumer {cid}", lambda: client.delete(cid))
         try:
+            before = cpu_snapshot()
             client.start(cid)
             window = watch(progress, total, alive=lambda: stack.supervisor.alive())
+            machine_busy = busy_percent(before, cpu_snapshot())
             status = client.status(cid)
             pids = [r.get("pid") for r in status["replicas"]]
             stopped_at = time.monotonic()
@@ -91,8 +96,23 @@ class Harness:
             committed = self.offsets.wait_committed(group, topic, timeout=15)
         finally:
             client.delete(cid)
-        return {**_window_figures(window), "group": group, "pids": pids, "stop_seconds": stop_seconds,
+        return {**_window_figures(window), "machine_busy_pct": machine_busy, "group": group, "pids": pids,
+                "stop_seconds": stop_seconds,
                 "offsets_committed": committed}
+
+
+def cpu_snapshot() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores from /proc/stat."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def busy_percent(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """How busy the whole machine was between two snapshots, in % of all cores (others' work included)."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total * 100 if total > 0 else None
 
 
 def _window_figures(window: Window) -> dict:

@@ -177,8 +177,9 @@ class Service:
 class KcmStack:
     """``python -m supervisor`` and ``gunicorn 'api:create_app()'`` against the bench database."""
 
-    def __init__(self, env: BenchEnv, cleanup: Cleanup, *, web_workers: int = 2):
+    def __init__(self, env: BenchEnv, cleanup: Cleanup, *, web_workers: int = 2, profile_supervisor: str | None = None):
         self.env = env
+        self.profile_supervisor = profile_supervisor
         self.cleanup = cleanup
         self.web_workers = web_workers
         self.port = free_port()
@@ -195,7 +196,11 @@ class KcmStack:
                                    f"127.0.0.1:{self.port}", "--workers", str(self.web_workers),
                                    "--log-level", "warning"], env, logs / "api.log")
         self.cleanup.push("stop the API", lambda: self.api.stop(10))
-        self.supervisor = Service("supervisor", [sys.executable, "-m", "supervisor"], env, logs / "supervisor.log")
+        argv = [sys.executable, "-m", "supervisor"]
+        if self.profile_supervisor:  # pyinstrument writes its report when the supervisor exits on SIGTERM
+            argv[1:1] = ["-m", "pyinstrument", "--use-timing-thread", "-r", "text", "-o", self.profile_supervisor]
+            env["PYINSTRUMENT_IGNORE_OVERHEAD_WARNING"] = "1"
+        self.supervisor = Service("supervisor", argv, env, logs / "supervisor.log")
         self.cleanup.push("stop the supervisor", lambda: self.supervisor.stop(30))
         self._wait_ready()
         return self

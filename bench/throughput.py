@@ -26,7 +26,8 @@ def _compare(h, name: str, title: str, baseline: str, target: float, messages: i
         figures = {}
         for side in _order(run, names):
             figures[side] = sides[side]()
-            print(f"  run {run + 1}/{h.args.runs} {labels[side]}: {fmt(figures[side]['messages_per_s'], 0)} msg/s")
+            print(f"  run {run + 1}/{h.args.runs} {labels[side]}: {fmt(figures[side]['messages_per_s'], 0)} msg/s "
+                  f"(machine {fmt(figures[side]['machine_busy_pct'], 0)}% busy)")
         runs.append(figures)
     med = {side: median([r[side]["messages_per_s"] for r in runs if r[side]["messages_per_s"]] or [0.0])
            for side in names}
@@ -35,16 +36,18 @@ def _compare(h, name: str, title: str, baseline: str, target: float, messages: i
     steady = {side: median([r[side]["steady_messages_per_s"] for r in runs if r[side]["steady_messages_per_s"]]
                            or [0.0]) for side in names}
     rows = [[labels[s], fmt(med[s], 0), " / ".join(fmt(r[s]["messages_per_s"], 0) for r in runs),
-             fmt(median([r[s]["seconds"] for r in runs]), 3), fmt(steady[s], 0)] for s in names]
+             fmt(median([r[s]["seconds"] for r in runs]), 3), fmt(steady[s], 0),
+             fmt(median([r[s]["machine_busy_pct"] or 0.0 for r in runs]), 0) + " %"] for s in names]
     rows.append([f"ratio {labels[measured]} ÷ {labels[base]}", fmt(value, 3), "", "",
-                 fmt(ratio(steady[measured], steady[base]), 3)])
+                 fmt(ratio(steady[measured], steady[base]), 3), ""])
     if any(r[s].get("rows") not in (None, r[s]["total"]) for r in runs for s in names):
         notes = [*notes, "row count after a run differed from the messages in the topic (see runs[].rows)"]
     if any(not r[s].get("offsets_committed", True) for r in runs for s in names):
         notes = [*notes, "some kcm run did not show committed offsets equal to the high watermarks within 15 s"]
     return Result(
         name=name, title=title, baseline=baseline, params={**params, "runs": h.args.runs},
-        columns=["side", "msg/s (median)", "msg/s per run", "seconds (median)", "steady msg/s (25%->end)"],
+        columns=["side", "msg/s (median)", "msg/s per run", "seconds (median)", "steady msg/s (25%->end)",
+                 "machine CPU busy"],
         rows=rows, figures={**{f"{s}_messages_per_s": med[s] for s in names},
                             **{f"{s}_steady_messages_per_s": steady[s] for s in names},
                             "steady_ratio": ratio(steady[measured], steady[base])}, runs=runs, ratio=value,
