@@ -90,5 +90,6 @@ def sync_table(pg_conn):
     name = f"sync_{uuid.uuid4().hex[:10]}"
     yield name
     with pg_conn.cursor() as cur:
-        cur.execute(f'DROP TABLE IF EXISTS "{name}"')
+        cur.execute(f'DROP TABLE IF EXISTS "{name}", "{name}_audit"')
+        cur.execute(f'DROP FUNCTION IF EXISTS "{name}_audit_fn"()')
         cur.execute("DELETE FROM kcm_offsets")

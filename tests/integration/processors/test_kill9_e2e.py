@@ -137,6 +137,7 @@ def test_kill_9_with_exactly_once_database_sync_has_no_gap_and_no_duplicate(
         kafka_bootstrap, topic_factory, pg_url, pg_conn, sync_table, sink_root, redis_test_url, tmp_path):
     source = topic_factory(partitions=3)
     produce(kafka_bootstrap, source, TOTAL, size=60)
+    _audit_committed_writes(pg_conn, sync_table)
     spec = _spec(source, [ProcessorSpec(id="db-eo", processor_type="database_sync",
                                         config={"table": sync_table, "create_table": True, "exactly_once": True})])
     env = {**WORKER_ENV, "KCM_DATABASE_URL": pg_url, "KCM_REDIS_URL": redis_test_url,
@@ -152,6 +153,22 @@ def test_kill_9_with_exactly_once_database_sync_has_no_gap_and_no_duplicate(
         cur.execute("SELECT partition, next_offset FROM kcm_offsets WHERE consumer_id = %s AND topic = %s",
                     (spec.consumer_id, source))
         assert dict(cur.fetchall()) == highs
+        # every row the sink ever proposed in a committed transaction: a re-read message would show here
+        cur.execute(f'SELECT count(*) FROM "{sync_table}_audit"')
+        assert cur.fetchone()[0] == TOTAL
+
+
+def _audit_committed_writes(pg_conn, table: str) -> None:
+    """Count each row proposed to ``table`` by a committed INSERT, conflicting duplicates included (a BEFORE
+    trigger fires before ON CONFLICT decides; a rolled-back batch rolls its audit rows back too)."""
+    from processors.database_sync import target_ddl
+
+    with pg_conn.cursor() as cur:
+        cur.execute(target_ddl(f'"{table}"', "bytea"))
+        cur.execute(f'CREATE TABLE "{table}_audit" (partition integer, "offset" bigint)')
+        cur.execute(f'CREATE FUNCTION "{table}_audit_fn"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN '
+                    f'INSERT INTO "{table}_audit" VALUES (NEW.partition, NEW."offset"); RETURN NEW; END $$')
+        cur.execute(f'CREATE TRIGGER audit BEFORE INSERT ON "{table}" FOR EACH ROW EXECUTE FUNCTION "{table}_audit_fn"()')
 
 
 def _run_until_exit(worker: WorkerProcess, timeout: float = 60) -> int:
