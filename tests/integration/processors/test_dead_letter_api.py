@@ -35,13 +35,13 @@ def consumer_id(client):
     return response.json["id"]
 
 
-def _dead_letter_two_rows(consumer_id, pg_context, pg_conn, table):
+def _dead_letter_two_rows(consumer_id, pg_context, pg_conn, table, **rq_retry):
     with pg_conn.cursor() as cur:
         cur.execute(target_ddl(f'"{table}"', "text"))
         cur.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT no_poison CHECK (value NOT LIKE \'POISON%\')')
     spec = ProcessorSpec(id="db-api", processor_type="database_sync", on_error="dead_letter",
                          config={"table": table, "value_format": "text", "max_retries": 0,
-                                 "dead_letter_max_retries": 0})
+                                 "dead_letter_max_retries": 0, **rq_retry})
     pipeline = Pipeline.build([spec], consumer_id=consumer_id, context=pg_context)
     pipeline.open()
     pipeline.deliver([Record("orders", 0, i, b"POISON" if i in (3, 7) else b"ok-%d" % i) for i in range(10)])
@@ -129,3 +129,18 @@ def test_retry_keys_are_accepted_in_any_processor_config(client, consumer_id, tm
 def test_processor_types_lists_the_builtins_and_the_plugin(client):
     names = {t["name"] for t in client.get("/processor-types/").json}
     assert {"file_sink", "database_sync", "kafka_forward", "test_collector"} <= names
+
+
+def test_replay_runs_a_scheduled_retry_now(client, consumer_id, pg_context, pg_conn, sync_table, redis_client):
+    _dead_letter_two_rows(consumer_id, pg_context, pg_conn, sync_table, dead_letter_max_retries=2,
+                          dead_letter_retry_intervals=[3600])
+    _run_rq(redis_client)  # first attempts fail; rq schedules the retries an hour later
+    base = f"/consumers/{consumer_id}/dead-letters"
+    letters = client.get(f"{base}/").json
+    assert {d["status"] for d in letters} == {"scheduled"}
+    with pg_conn.cursor() as cur:
+        cur.execute(f'ALTER TABLE "{sync_table}" DROP CONSTRAINT no_poison')
+    assert client.post(f"{base}/{letters[0]['id']}/replay/").json["status"] == "queued"
+    _run_rq(redis_client)
+    assert len(_offsets(pg_conn, sync_table)) == 9
+    assert [d["id"] for d in client.get(f"{base}/").json] == [letters[1]["id"]]
