@@ -22,7 +22,7 @@ from schema.states import DesiredState
 from tests.support.kafka import wait_for
 
 FAST = {
-    "KCM_HEARTBEAT_INTERVAL": "0.2",
+    "KCM_HEARTBEAT_INTERVAL": "0.3",  # TTL 0.9 s: short, yet no false "hung" on a loaded 2-core CI
     "KCM_RECONCILE_INTERVAL": "1",
     "KCM_STARTSECS": "0.5",
     "KCM_STARTRETRIES": "2",
