@@ -40,6 +40,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--api-consumers", type=int, default=500, help="consumers in the database (default 500)")
     p.add_argument("--api-clients", type=int, default=32, help="concurrent API clients (default 32)")
     p.add_argument("--api-seconds", type=float, default=20, help="seconds of load per endpoint (default 20)")
+    p.add_argument("--load-generator", choices=["auto", "wrk", "python"], default="auto",
+                   help="API load: wrk when installed (auto), else threaded Python clients")
     p.add_argument("--idle-consumers", type=int, default=50, help="idle consumers for the footprint (default 50)")
     p.add_argument("--cpu-seconds", type=float, default=60, help="supervisor CPU sampling window (default 60)")
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers, as the Procfile (default 2)")
