@@ -91,7 +91,8 @@ class Harness:
             pids = [r.get("pid") for r in status["replicas"]]
             stopped_at = time.monotonic()
             client.stop(cid)
-            client.wait_status(cid, lambda s: s["state"] == "STOPPED" or s["status"] == "INACTIVE", timeout=60)
+            client.wait_status(cid, lambda s: s["state"] == "STOPPED" and not any(r["alive"] for r in s["replicas"]),
+                               timeout=60)
             stop_seconds = time.monotonic() - stopped_at
             committed = self.offsets.wait_committed(group, topic, timeout=15)
         finally:
