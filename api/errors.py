@@ -17,13 +17,23 @@ log = logging.getLogger("kcm.api")
 MIGRATE_HINT = "run `python -m schema.migrate` (or `make migrate`) against KCM_DATABASE_URL"
 
 
+def _string_keys(value):
+    """marshmallow keys list items by int index and may mix in '_schema': JSON keys must all be strings
+    (Flask sorts keys, and sorting 0 against '_schema' raises)."""
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_string_keys(v) for v in value]
+    return value
+
+
 def error_body(code: int, message: str | None = None, errors: dict | None = None) -> dict:
     status = HTTPStatus(code)
     return {
         "code": code,
         "status": status.phrase,
         "message": message or status.description or status.phrase,
-        "errors": errors or {},
+        "errors": _string_keys(errors or {}),
     }
 
 

@@ -153,6 +153,13 @@ def test_nan_in_a_json_body_is_422(client):
     assert response.status_code == 422
 
 
+def test_item_errors_mixed_with_a_list_error_are_422_not_500(client):
+    # marshmallow keys item errors by int and the list's own error by '_schema': JSON needs string keys
+    body = {**VALID_CONSUMER, "bootstrap_servers": ["k:1", "no-port"]}
+    errors = field_errors(client.post("/consumers/", json=body))["bootstrap_servers"]
+    assert "1" in errors and "_schema" in errors
+
+
 def test_non_object_json_body_is_422(client):
     for raw in ("[]", '"text"', "42", "null"):
         response = client.post("/consumers/", data=raw, content_type="application/json")
