@@ -24,13 +24,16 @@ SIZE, PARTITIONS = 100, 4
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    p.add_argument("processor", choices=["file_sink", "database_sync", "kafka_forward"])
+    p.add_argument("processor", choices=["file_sink", "database_sync", "kafka_forward", "api_list", "api_status"],
+                   help="a processor's hot loop, or an API endpoint in-process (Flask test client)")
     p.add_argument("--messages", type=int, default=200_000)
     p.add_argument("--bare", action="store_true", help="profile the bare baseline loop instead of the worker")
     p.add_argument("--output", default=None, help="also write the report here (.html for the HTML renderer)")
     args = p.parse_args(argv)
 
     env = BenchEnv.from_env(uuid.uuid4().hex[:8])
+    if args.processor.startswith("api_"):
+        return _profile_api(args, env)
     env.sink_root.mkdir(parents=True, exist_ok=True)
     topics, offsets = Topics(env.bootstrap), Offsets(env.bootstrap)
     cleanup = []
@@ -76,6 +79,49 @@ def main(argv: list[str]) -> int:
         topics.delete_all()
         offsets.close()
         shutil.rmtree(env.workdir, ignore_errors=True)
+    return 0
+
+
+def _profile_api(args, env, consumers: int = 500, requests: int = 300) -> int:
+    """The endpoint's own CPU per request, without gunicorn or the network: where a request's time goes."""
+    import time
+    from types import SimpleNamespace
+
+    from pyinstrument import Profiler
+
+    from bench.api_latency import insert_consumers
+    from bench.stack import Cleanup
+
+    ensure_database(env.database_url)
+    os.environ.update(env.kcm_environ())
+    from api import create_app
+
+    cleanup = Cleanup()
+    try:
+        ids = insert_consumers(SimpleNamespace(env=env, cleanup=cleanup), consumers)
+        client = create_app().test_client()
+        paths = (["/consumers/"] * requests if args.processor == "api_list"
+                 else [f"/consumers/{ids[i % len(ids)]}/status/" for i in range(requests)])
+        for path in paths[:20]:  # warm: imports, connection pools, compiled SQL
+            client.get(path)
+        started = time.perf_counter()
+        for path in paths:
+            assert client.get(path).status_code == 200
+        per_request = (time.perf_counter() - started) / len(paths) * 1000
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
+        for path in paths:
+            client.get(path)
+        profiler.stop()
+        print(f"{args.processor}: {per_request:.2f} ms per request in-process ({consumers} consumers)")
+        report = profiler.output_text(show_all=False)
+        print(report)
+        if args.output:
+            with open(args.output, "w") as fh:
+                fh.write(f"{args.processor}: {per_request:.2f} ms per request in-process ({consumers} consumers)\n")
+                fh.write(report)
+    finally:
+        cleanup.run()
     return 0
 
 
