@@ -119,12 +119,15 @@ def footprint(h) -> Result:
     pss = [v for v in (pss_mb(pid) for pid in pids.values()) if v is not None]
     supervisor_pid = stack.supervisor.pid
     window = h.args.cpu_seconds
-    sup_before, workers_before = cpu_seconds(supervisor_pid), sum(cpu_seconds(p) for p in pids.values())
-    t0 = time.monotonic()
-    time.sleep(window)
-    elapsed = time.monotonic() - t0
-    sup_pct = (cpu_seconds(supervisor_pid) - sup_before) / elapsed * 100
-    workers_pct = (sum(cpu_seconds(p) for p in pids.values()) - workers_before) / elapsed * 100
+    # the window in thirds too: the spread shows whether a periodic reconcile dominates
+    marks = [(time.monotonic(), cpu_seconds(supervisor_pid), sum(cpu_seconds(p) for p in pids.values()))]
+    for _ in range(3):
+        time.sleep(window / 3)
+        marks.append((time.monotonic(), cpu_seconds(supervisor_pid), sum(cpu_seconds(p) for p in pids.values())))
+    elapsed = marks[-1][0] - marks[0][0]
+    sup_pct = (marks[-1][1] - marks[0][1]) / elapsed * 100
+    workers_pct = (marks[-1][2] - marks[0][2]) / elapsed * 100
+    thirds = [(b[1] - a[1]) / (b[0] - a[0]) * 100 for a, b in zip(marks, marks[1:], strict=False)]
     sup_rss = rss_mb(supervisor_pid)
 
     stop_started = time.monotonic()
@@ -138,7 +141,8 @@ def footprint(h) -> Result:
     value = ratio(per_worker, bare_rss)
     figures = {"workers": count, "worker_rss_mb_median": per_worker, "worker_rss_mb_max": max(rss),
                "workers_rss_mb_total": sum(rss), "workers_pss_mb_total": sum(pss) if pss else None,
-               "supervisor_cpu_pct_of_one_core": sup_pct, "supervisor_rss_mb": sup_rss,
+               "supervisor_cpu_pct_of_one_core": sup_pct,
+               "supervisor_cpu_pct_thirds": thirds, "supervisor_rss_mb": sup_rss,
                "workers_cpu_pct_of_one_core_total": workers_pct, "bare_idle_consumer_rss_mb_median": bare_rss,
                "all_running_after_s": all_up_s, "all_stopped_after_s": all_down_s}
     rows = [["RSS per worker (median / max)", f"{fmt(per_worker, 1)} / {fmt(max(rss), 1)} MB"],
@@ -148,6 +152,7 @@ def footprint(h) -> Result:
             ["bare idle consumer process RSS (median)", f"{fmt(bare_rss, 1)} MB"],
             ["worker RSS ÷ bare consumer RSS", fmt(value, 2)],
             [f"supervisor CPU over {window:g} s", f"{fmt(sup_pct, 2)} % of one core"],
+            [f"supervisor CPU per {window / 3:g} s third", " / ".join(f"{fmt(t, 2)} %" for t in thirds)],
             ["supervisor RSS", f"{fmt(sup_rss, 1)} MB"],
             [f"all workers' CPU over {window:g} s", f"{fmt(workers_pct, 2)} % of one core"],
             [f"{count} starts -> all consuming", f"{fmt(all_up_s, 1)} s"],

@@ -156,7 +156,15 @@ def render_markdown(results: list[dict], *, notes_md: str = "") -> str:
             "make bench             # every benchmark at full size (about 15 minutes on 2 cores)",
             ".venv/bin/python -m bench --only throughput_file --messages 100000 --runs 3   # a quick one",
             ".venv/bin/python -m bench --help",
+            "# where the time goes (pyinstrument, in the bench extra):",
+            ".venv/bin/python -m bench.profile file_sink --messages 300000      # the worker's hot loop",
+            ".venv/bin/python -m bench.profile file_sink --bare                  # the bare loop, for comparison",
+            ".venv/bin/python -m bench.profile api_list                          # one API endpoint in-process",
+            ".venv/bin/python -m bench --only footprint --profile-supervisor /tmp/supervisor.txt",
             "```", "",
+            "`GET` load comes from `wrk` when it is installed (`apt-get install wrk`), otherwise from threaded "
+            "Python clients in a few processes (`--load-generator python`); the tool used is in the parameters.",
+            "",
             "The harness uses its own state database (`kcm_bench` on the `KCM_DATABASE_URL` server) and Redis "
             "database 14, starts `python -m supervisor` and `gunicorn 'api:create_app()'` itself on a free port, "
             "and deletes the topics, consumers, files and processes it created, also on Ctrl-C.",
