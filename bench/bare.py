@@ -137,7 +137,8 @@ def run(job: dict) -> dict:
     if job.get("until_signal"):
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
     sink = SINKS[job["kind"]](job)
-    config = baseline_consumer_config(job["bootstrap"], job["group"], job["topic"])
+    config = {**baseline_consumer_config(job["bootstrap"], job["group"], job["topic"]),
+              **job.get("consumer_config", {})}  # e.g. librdkafka's untuned defaults, for a before/after
     consumer = Consumer(config)
     consumer.subscribe([job["topic"]])
     expected, deadline = job["expected"], time.monotonic() + job.get("timeout", 600)

@@ -28,6 +28,8 @@ def main(argv: list[str]) -> int:
                    help="a processor's hot loop, or an API endpoint in-process (Flask test client)")
     p.add_argument("--messages", type=int, default=200_000)
     p.add_argument("--bare", action="store_true", help="profile the bare baseline loop instead of the worker")
+    p.add_argument("--consumer-config", default="{}", metavar="JSON",
+                   help='with --bare: librdkafka settings over the worker\'s, e.g. \'{"fetch.queue.backoff.ms": 1000}\'')
     p.add_argument("--output", default=None, help="also write the report here (.html for the HTML renderer)")
     args = p.parse_args(argv)
 
@@ -46,7 +48,8 @@ def main(argv: list[str]) -> int:
         if args.bare:
             target = ["-m", "bench.bare", json.dumps({**job, "bootstrap": env.bootstrap, "topic": topic,
                                                       "group": unique("kcm-bench-profile"),
-                                                      "expected": args.messages})]
+                                                      "expected": args.messages,
+                                                      "consumer_config": json.loads(args.consumer_config)})]
             child_env = dict(os.environ)
         else:
             from schema.spec import ProcessorSpec, WorkerSpec
