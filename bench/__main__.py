@@ -47,6 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers, as the Procfile (default 2)")
     p.add_argument("--profile-supervisor", metavar="PATH", default=None,
                    help="run the supervisor under pyinstrument and write its text report to PATH")
+    p.add_argument("--keep-workdir", action="store_true",
+                   help="keep .local/bench/<run>/ (logs of the API, supervisor and workers; set KCM_BENCH_LOG_LEVEL=INFO)")
     p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no BENCHMARKS.md")
     p.add_argument("--results-dir", default=None, help="where the JSON files go (default bench/results)")
     p.add_argument("--markdown", default=None, help="the Markdown file to regenerate (default BENCHMARKS.md)")
@@ -93,7 +95,8 @@ def main(argv: list[str]) -> int:
     failed: list[str] = []
     try:
         harness = Harness(env, args, cleanup)
-        cleanup.push("remove the work directory", lambda: __import__("shutil").rmtree(env.workdir, True))
+        if not args.keep_workdir:
+            cleanup.push("remove the work directory", lambda: __import__("shutil").rmtree(env.workdir, True))
         for name in args.names:
             print(f"\n-- {name}", flush=True)
             started = time.monotonic()

@@ -96,6 +96,7 @@ def control_latency(h) -> Result:
     for i in range(runs_count):
         sides = ["kcm", "bare"] if i % 2 == 0 else ["bare", "kcm"]
         run = {side: (kcm_cycle if side == "kcm" else bare_cycle)(h, topic) for side in sides}
+        h.discard_sinks()
         print(f"  cycle {i + 1}/{runs_count}: kcm start {run['kcm']['start_s'] * 1000:.0f} ms, stop "
               f"{run['kcm']['stop_s'] * 1000:.0f} ms | bare start {run['bare']['start_s'] * 1000:.0f} ms, "
               f"stop {run['bare']['stop_s'] * 1000:.0f} ms")

@@ -3,6 +3,7 @@ the cleanup stack, and the two ways to run one side of a comparison (bare proces
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,8 @@ class Harness:
         cleanup.push("close the offsets probe", self.offsets.close)
         self._stack: KcmStack | None = None
         self._prefilled: dict[tuple, str] = {}
+        self._sinks: list[Path] = []
+        cleanup.push("remove sink files", self.discard_sinks)
 
     # ------------------------------------------------------------------ shared resources
     def stack(self) -> KcmStack:
@@ -46,31 +49,46 @@ class Harness:
     def sink_path(self, label: str) -> Path:
         path = self.env.sink_root / f"{label}-{unique('run')}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.cleanup.push(f"remove {path.name}", lambda: path.unlink(missing_ok=True))
+        self._sinks.append(path)
         return path
 
+    def discard_sinks(self) -> None:
+        """Remove the sink files written so far (a 1,000,000-message run leaves 100 MB)."""
+        while self._sinks:
+            self._sinks.pop().unlink(missing_ok=True)
+
     # ------------------------------------------------------------------ one side of a comparison
-    def run_bare(self, job: dict, progress, total: int) -> dict:
-        """A bare loop in its own process, timed by the observer; its own clock is kept for reference."""
+    def run_bare(self, job: dict, progress, total: int, *, processes: int = 1) -> dict:
+        """A bare loop in its own process (or ``processes`` of them in one group, each stopped by SIGTERM once
+        the sink is full), timed by the observer; a single loop's own clock is kept for reference."""
         job = {"bootstrap": self.env.bootstrap, "group": unique("kcm-bench-bare"), "expected": total, **job}
-        # its own session, like a kcm worker (in the supervisor's): the same scheduler autogroup footing
-        proc = subprocess.Popen([sys.executable, "-m", "bench.bare", json.dumps(job)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        if processes > 1:
+            job["until_signal"] = True
+        # each in its own session, like a kcm worker (in the supervisor's): the same scheduler autogroup footing
+        procs = [subprocess.Popen([sys.executable, "-m", "bench.bare", json.dumps(job)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+                 for _ in range(processes)]
         try:
             before = cpu_snapshot()
-            window = watch(progress, total, alive=lambda: proc.poll() is None)
+            window = watch(progress, total, alive=lambda: any(p.poll() is None for p in procs))
             machine_busy = busy_percent(before, cpu_snapshot())
-            out, err = proc.communicate(timeout=120)
+            if processes > 1:
+                for p in procs:
+                    p.send_signal(signal.SIGTERM)
+            outputs = [p.communicate(timeout=120) for p in procs]
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0:
-            raise RuntimeError(f"bare {job['kind']} loop failed ({proc.returncode}): {err[-2000:]}")
-        own = json.loads(out.strip().splitlines()[-1])
-        return {**_window_figures(window),
-                "own_messages_per_s": total / (own["last"] - own["first"]) if own["last"] > own["first"] else None,
-                "machine_busy_pct": machine_busy, "group": job["group"]}
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        for p, (_out, err) in zip(procs, outputs, strict=True):
+            if p.returncode != 0 and processes == 1:
+                raise RuntimeError(f"bare {job['kind']} loop failed ({p.returncode}): {err[-2000:]}")
+        own = json.loads(outputs[0][0].strip().splitlines()[-1]) if processes == 1 else None
+        own_rate = (total / (own["last"] - own["first"]) if own and own["first"] and own["last"] > own["first"]
+                    else None)
+        return {**_window_figures(window), "own_messages_per_s": own_rate, "machine_busy_pct": machine_busy,
+                "group": job["group"], "processes": processes}
 
     def run_kcm(self, topic: str, processors: list[dict], progress, total: int, *, replicas: int = 1) -> dict:
         """One kcm consumer created and started through the API, timed by the same observer."""
@@ -89,6 +107,7 @@ class Harness:
             machine_busy = busy_percent(before, cpu_snapshot())
             status = client.status(cid)
             pids = [r.get("pid") for r in status["replicas"]]
+            replica_messages = [r.get("messages") for r in status["replicas"]]  # heartbeat: up to 1 s old
             stopped_at = time.monotonic()
             client.stop(cid)
             client.wait_status(cid, lambda s: s["state"] == "STOPPED" and not any(r["alive"] for r in s["replicas"]),
@@ -98,8 +117,11 @@ class Harness:
         finally:
             client.delete(cid)
         return {**_window_figures(window), "machine_busy_pct": machine_busy, "group": group, "pids": pids,
-                "stop_seconds": stop_seconds,
+                "stop_seconds": stop_seconds, "replica_messages": replica_messages,
                 "offsets_committed": committed}
+
+
+STEADY_FROM = (0.25, 0.5)  # steady-state rates from these fractions of the messages to the end
 
 
 def cpu_snapshot() -> tuple[int, int]:
@@ -117,7 +139,8 @@ def busy_percent(before: tuple[int, int], after: tuple[int, int]) -> float | Non
 
 
 def _window_figures(window: Window) -> dict:
-    return {"messages_per_s": window.messages_per_s, "steady_messages_per_s": window.steady_messages_per_s(),
+    return {"messages_per_s": window.messages_per_s,
+            "steady_messages_per_s": {str(f): window.steady_messages_per_s(f) for f in STEADY_FROM},
             "seconds": window.seconds,
             "first_seen": window.first_count, "total": window.total}
 

@@ -132,7 +132,8 @@ class BenchEnv:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KCM_")}
         env.update({"KCM_DATABASE_URL": self.database_url, "KCM_REDIS_URL": self.redis_url,
                     "KCM_KAFKA_BOOTSTRAP": self.bootstrap, "KCM_FILE_SINK_ROOT": str(self.sink_root),
-                    "KCM_SUPERVISOR_ID": f"kcm-bench-{self.run_id}", "KCM_LOG_LEVEL": "WARNING",
+                    "KCM_SUPERVISOR_ID": f"kcm-bench-{self.run_id}",
+                    "KCM_LOG_LEVEL": os.environ.get("KCM_BENCH_LOG_LEVEL", "WARNING"),
                     "PYTHONUNBUFFERED": "1"})
         env.update(extra)
         return env

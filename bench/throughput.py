@@ -18,14 +18,19 @@ def _order(run: int, sides: list[str]) -> list[str]:
 
 
 def _compare(h, name: str, title: str, baseline: str, target: float, messages: int, sides: dict,
-             labels: dict, params: dict, notes: list[str]) -> Result:
-    """Run every side ``h.args.runs`` times, alternating order; ratio of the medians, second side / first."""
+             labels: dict, params: dict, notes: list[str], extra_ratios: tuple[tuple[str, str], ...] = (),
+             steady_from: float = 0.25) -> Result:
+    """Run every side ``h.args.runs`` times, alternating order; the headline is the ratio of the medians of the
+    second side over the first, ``extra_ratios`` are more (numerator, denominator) rows for context."""
     runs: list[dict] = []
     names = list(sides)
     for run in range(h.args.runs):
         figures = {}
         for side in _order(run, names):
-            figures[side] = sides[side]()
+            try:
+                figures[side] = sides[side]()
+            finally:
+                h.discard_sinks()
             print(f"  run {run + 1}/{h.args.runs} {labels[side]}: {fmt(figures[side]['messages_per_s'], 0)} msg/s "
                   f"(machine {fmt(figures[side]['machine_busy_pct'], 0)}% busy)")
         runs.append(figures)
@@ -33,24 +38,28 @@ def _compare(h, name: str, title: str, baseline: str, target: float, messages: i
            for side in names}
     base, measured = names[0], names[1]
     value = ratio(med[measured], med[base])
-    steady = {side: median([r[side]["steady_messages_per_s"] for r in runs if r[side]["steady_messages_per_s"]]
-                           or [0.0]) for side in names}
+    key = str(steady_from)
+    steady = {side: median([r[side]["steady_messages_per_s"][key] for r in runs
+                            if r[side]["steady_messages_per_s"][key]] or [0.0]) for side in names}
     rows = [[labels[s], fmt(med[s], 0), " / ".join(fmt(r[s]["messages_per_s"], 0) for r in runs),
              fmt(median([r[s]["seconds"] for r in runs]), 3), fmt(steady[s], 0),
              fmt(median([r[s]["machine_busy_pct"] or 0.0 for r in runs]), 0) + " %"] for s in names]
-    rows.append([f"ratio {labels[measured]} ÷ {labels[base]}", fmt(value, 3), "", "",
-                 fmt(ratio(steady[measured], steady[base]), 3), ""])
+    for num, den in ((measured, base), *extra_ratios):
+        rows.append([f"ratio {labels[num]} ÷ {labels[den]}", fmt(ratio(med[num], med[den]), 3), "", "",
+                     fmt(ratio(steady[num], steady[den]), 3), ""])
     if any(r[s].get("rows") not in (None, r[s]["total"]) for r in runs for s in names):
         notes = [*notes, "row count after a run differed from the messages in the topic (see runs[].rows)"]
     if any(not r[s].get("offsets_committed", True) for r in runs for s in names):
         notes = [*notes, "some kcm run did not show committed offsets equal to the high watermarks within 15 s"]
     return Result(
         name=name, title=title, baseline=baseline, params={**params, "runs": h.args.runs},
-        columns=["side", "msg/s (median)", "msg/s per run", "seconds (median)", "steady msg/s (25%->end)",
+        columns=["side", "msg/s (median)", "msg/s per run", "seconds (median)", f"steady msg/s ({steady_from:.0%}->end)",
                  "machine CPU busy"],
         rows=rows, figures={**{f"{s}_messages_per_s": med[s] for s in names},
                             **{f"{s}_steady_messages_per_s": steady[s] for s in names},
-                            "steady_ratio": ratio(steady[measured], steady[base])}, runs=runs, ratio=value,
+                            "steady_ratio": ratio(steady[measured], steady[base]),
+                            **{f"ratio_{num}_over_{den}": ratio(med[num], med[den]) for num, den in extra_ratios}},
+        runs=runs, ratio=value,
         ratio_label=f"{labels[measured]} ÷ {labels[base]}",
         targets=[Target(label=f"{labels[measured]} ÷ {labels[base]}", value=value, op=">=", target=target)],
         notes=notes)
@@ -169,16 +178,29 @@ def scaling(h) -> Result:
     messages = h.args.messages or 1_000_000
     topic = h.prefilled_topic(messages, PARTITIONS, SIZE)
 
-    def with_replicas(n):
+    def kcm_replicas(n):
         def side():
             path = h.sink_path(f"kcm-replicas{n}")
             return h.run_kcm(topic, _file_processors(path, h.env.sink_root), FileProgress(str(path), SIZE + 1),
                              messages, replicas=n)
         return side
 
+    def bare_processes(n):
+        def side():
+            path = h.sink_path(f"bare-processes{n}")
+            return h.run_bare({"kind": "file", "topic": topic, "path": str(path), "fsync": True},
+                              FileProgress(str(path), SIZE + 1), messages, processes=n)
+        return side
+
     return _compare(h, "scaling", "Scaling, replicas 2 vs 1", "the same kcm consumer with replicas: 1", 1.7, messages,
-                    {"replicas1": with_replicas(1), "replicas2": with_replicas(2)},
-                    {"replicas1": "replicas: 1", "replicas2": "replicas: 2"},
+                    {"replicas1": kcm_replicas(1), "replicas2": kcm_replicas(2),
+                     "bare1": bare_processes(1), "bare2": bare_processes(2)},
+                    {"replicas1": "kcm replicas: 1", "replicas2": "kcm replicas: 2",
+                     "bare1": "bare, 1 process", "bare2": "bare, 2 processes"},
                     {"messages": messages, "partitions": PARTITIONS, "value_bytes": SIZE, "sink": "file_sink raw"},
-                    ["Both replicas append to one file (O_APPEND, one write per batch). The window includes the "
-                     "group rebalance when the second replica joins, as a user would see it."])
+                    ["Both replicas (or both bare processes, one group) append to one file (O_APPEND, one write "
+                     "and one fsync per batch). The window includes the group rebalance when the second member "
+                     "joins, as a user would see it; the steady column starts at half of the messages, after it.",
+                     "The bare pair shows what this machine allows: when it does not scale either, the limit is "
+                     "the cores (shared with Kafka, PostgreSQL and anything else running), not kcm."],
+                    extra_ratios=(("bare2", "bare1"), ("replicas2", "bare2")), steady_from=0.5)
