@@ -40,8 +40,9 @@ def schema_to_jsonschema(schema: Schema | type[Schema], *, root: bool = True) ->
 def _object(schema: Schema, *, root: bool, seen: set[type]) -> dict:
     out: dict = {"$schema": DIALECT} if root else {}
     out["type"] = "object"
-    if schema.__doc__ and type(schema).__doc__ and root:
-        out["description"] = " ".join(type(schema).__doc__.split())
+    doc = type(schema).__doc__
+    if root and doc:
+        out["description"] = " ".join(doc.split())
     properties, required = {}, []
     seen = seen | {type(schema)}
     for name, field in schema.load_fields.items():

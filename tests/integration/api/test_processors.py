@@ -109,3 +109,17 @@ def test_processor_types_list_installed_types_with_json_schema(client, path):
     assert schema["properties"]["path"] == {"type": "string", "description": "file the collected lines go to"}
     assert schema["properties"]["delay_ms"] == {"type": "integer", "default": 0}
     assert schema["properties"]["fail_on"]["type"] == ["string", "null"]
+
+
+def test_processor_type_config_schemas_are_valid_json_schemas_that_agree_with_marshmallow(client):
+    import jsonschema_rs  # installed with schemathesis (test extra)
+
+    types = {t["name"]: t for t in client.get("/processor-types/").json}
+    for name, described in types.items():
+        assert described["error"] is None, described["error"]
+        assert jsonschema_rs.meta.is_valid(described["config_schema"]), name
+    collector = jsonschema_rs.validator_for(types["test_collector"]["config_schema"])
+    assert collector.is_valid({"path": "/tmp/x", "delay_ms": 5})
+    assert not collector.is_valid({})  # path is required
+    assert not collector.is_valid({"path": "/tmp/x", "delay_ms": "slow"})
+    assert not collector.is_valid({"path": "/tmp/x", "unknown": 1})
