@@ -128,7 +128,8 @@ class Supervisor:
             return
         self.consumers = desired
         for cid, consumer in desired.items():
-            self.status_written.setdefault(cid, consumer.status)
+            # what the database says now: a status someone else overwrote is corrected on the next step
+            self.status_written[cid] = consumer.status
             for n, spec in enumerate(consumer.specs):
                 replica = self.replicas.get((cid, n))
                 if replica is None:
