@@ -171,7 +171,7 @@ def run(job: dict) -> dict:
         consumer.close()
         sink.close()
     return {"messages": done, "batches": batches, "first": first, "last": last,
-            "completed": done >= expected}
+            "completed": done >= expected or bool(stop)}  # one of a group stops on the signal with its share
 
 
 def main(argv: list[str]) -> int:

@@ -13,20 +13,12 @@ import time
 from bench.harness import wait_until
 from bench.kafka_util import unique
 from bench.observe import FileProgress
+from bench.procfs import process_gone
 from bench.results import Result, Target, fmt
 from bench.stats import percentile, ratio
 
 MESSAGES = 1000
 SIZE = 100
-
-
-def process_gone(pid: int) -> bool:
-    """Gone, or a zombie waiting for its parent to reap it (it holds no resources any more)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return True
 
 
 def _first_line(path, timeout: float = 60) -> float:

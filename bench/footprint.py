@@ -4,50 +4,19 @@ consumer process."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-from bench.control import process_gone
 from bench.harness import wait_until
 from bench.kafka_util import unique
+from bench.procfs import cpu_seconds, process_gone, pss_mb, rss_mb
 from bench.results import Result, Target, fmt
 from bench.stats import median, ratio
 
 SETTLE_SECONDS = 5
 BARE_PROCESSES = 3
-
-
-KIB_TO_MB = 1024 / 1_000_000  # /proc reports KiB; the targets are in MB
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * KIB_TO_MB
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def pss_mb(pid: int) -> float | None:
-    """Proportional set size: shared pages split between their users, so a sum over processes is honest."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as fh:
-            for line in fh:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * KIB_TO_MB
-    except OSError:
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process itself (its reaped children are in other fields, not counted)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _heartbeat_pids(h, consumer_ids: list[str]) -> dict[str, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench import kafka_util
 from bench.kafka_util import Offsets, Topics, unique
 from bench.observe import Window, watch
+from bench.procfs import busy_percent, cpu_of, cpu_snapshot
 from bench.stack import BenchEnv, Cleanup, KcmStack, ensure_database, reset_state
 
 
@@ -25,6 +26,7 @@ class Harness:
         self._stack: KcmStack | None = None
         self._prefilled: dict[tuple, str] = {}
         self._sinks: list[Path] = []
+        self._redis = None
         cleanup.push("remove sink files", self.discard_sinks)
 
     # ------------------------------------------------------------------ shared resources
@@ -57,24 +59,36 @@ class Harness:
         while self._sinks:
             self._sinks.pop().unlink(missing_ok=True)
 
+    def worker_pids(self, consumer_id: str, replicas: int) -> list[int]:
+        """The live workers' pids from their heartbeat hashes (each writes one before it consumes)."""
+        import redis
+
+        from schema import keys
+
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.env.redis_url, decode_responses=True)
+        pids = [self._redis.hget(keys.heartbeat_key(consumer_id, n), "pid") for n in range(replicas)]
+        return [int(p) for p in pids if p]
+
     # ------------------------------------------------------------------ one side of a comparison
     def run_bare(self, job: dict, progress, total: int, *, processes: int = 1) -> dict:
         """A bare loop in its own process (or ``processes`` of them in one group, each stopped by SIGTERM once
         the sink is full), timed by the observer; a single loop's own clock is kept for reference."""
-        job = {"bootstrap": self.env.bootstrap, "group": unique("kcm-bench-bare"), "expected": total, **job}
-        if processes > 1:
-            job["until_signal"] = True
+        # until_signal: the loop outlives the window, so its CPU time can be read at the end like a worker's
+        job = {"bootstrap": self.env.bootstrap, "group": unique("kcm-bench-bare"), "expected": total,
+               "until_signal": True, **job}
         # each in its own session, like a kcm worker (in the supervisor's): the same scheduler autogroup footing
         procs = [subprocess.Popen([sys.executable, "-m", "bench.bare", json.dumps(job)], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
                  for _ in range(processes)]
         try:
+            cpu = CpuWindow(lambda: [p.pid for p in procs])
             before = cpu_snapshot()
-            window = watch(progress, total, alive=lambda: any(p.poll() is None for p in procs))
+            window = watch(progress, total, alive=lambda: any(p.poll() is None for p in procs), on_first=cpu.first)
+            cpu.last()
             machine_busy = busy_percent(before, cpu_snapshot())
-            if processes > 1:
-                for p in procs:
-                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
             outputs = [p.communicate(timeout=120) for p in procs]
         finally:
             for p in procs:
@@ -82,13 +96,13 @@ class Harness:
                     p.kill()
                     p.wait()
         for p, (_out, err) in zip(procs, outputs, strict=True):
-            if p.returncode != 0 and processes == 1:
+            if p.returncode != 0:
                 raise RuntimeError(f"bare {job['kind']} loop failed ({p.returncode}): {err[-2000:]}")
         own = json.loads(outputs[0][0].strip().splitlines()[-1]) if processes == 1 else None
         own_rate = (total / (own["last"] - own["first"]) if own and own["first"] and own["last"] > own["first"]
                     else None)
-        return {**_window_figures(window), "own_messages_per_s": own_rate, "machine_busy_pct": machine_busy,
-                "group": job["group"], "processes": processes}
+        return {**_window_figures(window), **cpu.figures(window), "own_messages_per_s": own_rate,
+                "machine_busy_pct": machine_busy, "group": job["group"], "processes": processes}
 
     def run_kcm(self, topic: str, processors: list[dict], progress, total: int, *, replicas: int = 1) -> dict:
         """One kcm consumer created and started through the API, timed by the same observer."""
@@ -101,9 +115,11 @@ class Harness:
         cid = consumer["id"]
         self.cleanup.push(f"delete consumer {cid}", lambda: client.delete(cid))
         try:
+            cpu = CpuWindow(lambda: self.worker_pids(cid, replicas))
             before = cpu_snapshot()
             client.start(cid)
-            window = watch(progress, total, alive=lambda: stack.supervisor.alive())
+            window = watch(progress, total, alive=lambda: stack.supervisor.alive(), on_first=cpu.first)
+            cpu.last()
             machine_busy = busy_percent(before, cpu_snapshot())
             status = client.status(cid)
             pids = [r.get("pid") for r in status["replicas"]]
@@ -116,26 +132,35 @@ class Harness:
             committed = self.offsets.wait_committed(group, topic, timeout=15)
         finally:
             client.delete(cid)
-        return {**_window_figures(window), "machine_busy_pct": machine_busy, "group": group, "pids": pids,
+        return {**_window_figures(window), **cpu.figures(window), "machine_busy_pct": machine_busy, "group": group,
+                "pids": pids,
                 "stop_seconds": stop_seconds, "replica_messages": replica_messages,
                 "offsets_committed": committed}
 
 
+class CpuWindow:
+    """CPU seconds the consuming processes spent between the first and the last sighting, per message: a
+    figure a busy machine disturbs far less than wall time. A process that appears after the first
+    sighting (a second replica) counts whole, start-up included."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.at_first: dict[int, float] = {}
+        self.at_last: dict[int, float] = {}
+
+    def first(self) -> None:
+        self.at_first = cpu_of(self.pids())
+
+    def last(self) -> None:
+        self.at_last = cpu_of(set(self.pids()) | set(self.at_first))
+
+    def figures(self, window: Window) -> dict:
+        spent = sum(cpu - self.at_first.get(pid, 0.0) for pid, cpu in self.at_last.items())
+        messages = window.total - window.first_count
+        return {"cpu_seconds": spent, "cpu_us_per_message": spent / messages * 1e6 if messages > 0 else None}
+
+
 STEADY_FROM = (0.25, 0.5)  # steady-state rates from these fractions of the messages to the end
-
-
-def cpu_snapshot() -> tuple[int, int]:
-    """(busy, total) jiffies over all cores from /proc/stat."""
-    with open("/proc/stat") as fh:
-        values = [int(v) for v in fh.readline().split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
-def busy_percent(before: tuple[int, int], after: tuple[int, int]) -> float | None:
-    """How busy the whole machine was between two snapshots, in % of all cores (others' work included)."""
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total * 100 if total > 0 else None
 
 
 def _window_figures(window: Window) -> dict:

@@ -97,9 +97,10 @@ class Stalled(RuntimeError):
 
 
 def watch(progress, total: int, *, start_timeout: float = 120, stall_timeout: float = 60,
-          alive=lambda: True) -> Window:
+          alive=lambda: True, on_first=None) -> Window:
     """Poll ``progress.count()`` until it reaches ``total``. Raises ``Stalled`` if nothing moves for
-    ``stall_timeout`` seconds (or nothing arrives in ``start_timeout``), or when ``alive()`` turns false."""
+    ``stall_timeout`` seconds (or nothing arrives in ``start_timeout``), or when ``alive()`` turns false.
+    ``on_first()`` runs at the first sighting (to read the consuming processes' CPU time then)."""
     first_at, first_count = None, 0
     last_change, last_count = time.monotonic(), 0
     samples: list[tuple[float, int]] = []
@@ -109,6 +110,8 @@ def watch(progress, total: int, *, start_timeout: float = 120, stall_timeout: fl
         now = time.time()
         if count and first_at is None:
             first_at, first_count = now, count
+            if on_first is not None:
+                on_first()
         if count >= total:
             return Window(first_at=first_at, first_count=first_count, last_at=now, total=total, samples=samples)
         if count != last_count:

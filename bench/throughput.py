@@ -41,12 +41,17 @@ def _compare(h, name: str, title: str, baseline: str, target: float, messages: i
     key = str(steady_from)
     steady = {side: median([r[side]["steady_messages_per_s"][key] for r in runs
                             if r[side]["steady_messages_per_s"][key]] or [0.0]) for side in names}
+    cpu = {side: median([r[side]["cpu_us_per_message"] for r in runs if r[side]["cpu_us_per_message"]] or [0.0])
+           for side in names}
     rows = [[labels[s], fmt(med[s], 0), " / ".join(fmt(r[s]["messages_per_s"], 0) for r in runs),
-             fmt(median([r[s]["seconds"] for r in runs]), 3), fmt(steady[s], 0),
+             fmt(median([r[s]["seconds"] for r in runs]), 3), fmt(steady[s], 0), fmt(cpu[s], 2),
              fmt(median([r[s]["machine_busy_pct"] or 0.0 for r in runs]), 0) + " %"] for s in names]
     for num, den in ((measured, base), *extra_ratios):
         rows.append([f"ratio {labels[num]} ÷ {labels[den]}", fmt(ratio(med[num], med[den]), 3), "", "",
-                     fmt(ratio(steady[num], steady[den]), 3), ""])
+                     fmt(ratio(steady[num], steady[den]), 3), fmt(ratio(cpu[num], cpu[den]), 3), ""])
+    notes = [*notes, "consumer CPU µs/msg: utime+stime of the consuming process(es), every thread (librdkafka's "
+             "included), between the first and the last sighting, per message; a busy machine disturbs it far "
+             "less than wall time. Machine CPU busy: all cores, everyone's work, over the run."]
     if any(r[s].get("rows") not in (None, r[s]["total"]) for r in runs for s in names):
         notes = [*notes, "row count after a run differed from the messages in the topic (see runs[].rows)"]
     if any(not r[s].get("offsets_committed", True) for r in runs for s in names):
@@ -54,9 +59,11 @@ def _compare(h, name: str, title: str, baseline: str, target: float, messages: i
     return Result(
         name=name, title=title, baseline=baseline, params={**params, "runs": h.args.runs},
         columns=["side", "msg/s (median)", "msg/s per run", "seconds (median)", f"steady msg/s ({steady_from:.0%}->end)",
-                 "machine CPU busy"],
+                 "consumer CPU µs/msg", "machine CPU busy"],
         rows=rows, figures={**{f"{s}_messages_per_s": med[s] for s in names},
                             **{f"{s}_steady_messages_per_s": steady[s] for s in names},
+                            **{f"{s}_cpu_us_per_message": cpu[s] for s in names},
+                            "cpu_per_message_ratio": ratio(cpu[measured], cpu[base]),
                             "steady_ratio": ratio(steady[measured], steady[base]),
                             **{f"ratio_{num}_over_{den}": ratio(med[num], med[den]) for num, den in extra_ratios}},
         runs=runs, ratio=value,

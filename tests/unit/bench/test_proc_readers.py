@@ -5,9 +5,7 @@ import os
 import subprocess
 import sys
 
-from bench.control import process_gone
-from bench.footprint import cpu_seconds, pss_mb, rss_mb
-from bench.harness import busy_percent, cpu_snapshot
+from bench.procfs import busy_percent, cpu_of, cpu_seconds, cpu_snapshot, process_gone, pss_mb, rss_mb
 
 
 def test_resident_memory_of_a_live_python_process_is_megabytes():
@@ -20,6 +18,12 @@ def test_cpu_seconds_grow_with_work():
     before = cpu_seconds(os.getpid())
     sum(i * i for i in range(2_000_000))
     assert cpu_seconds(os.getpid()) > before
+
+
+def test_cpu_of_leaves_out_processes_that_are_gone():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert list(cpu_of([os.getpid(), child.pid])) == [os.getpid()]
 
 
 def test_a_process_is_gone_once_it_exited_and_alive_before():
