@@ -55,7 +55,9 @@ def _add_slashless_aliases(app: Flask) -> None:
     strict_slashes alone, also makes a wrong method on the slash-less form a 405 instead of a 404."""
     for rule in list(app.url_map.iter_rules()):
         if rule.rule != "/" and rule.rule.endswith("/") and rule.endpoint != "static":
-            app.add_url_rule(rule.rule.rstrip("/"), endpoint=rule.endpoint, methods=rule.methods)
+            # OPTIONS and HEAD stay automatic (naming OPTIONS would send it to the MethodView, which has none)
+            methods = set(rule.methods or ()) - {"OPTIONS", "HEAD"}
+            app.add_url_rule(rule.rule.rstrip("/"), endpoint=rule.endpoint, methods=methods)
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -122,6 +122,19 @@ def test_wrong_method_is_405(client, method, path):
     assert set(response.json) == ERROR_KEYS
 
 
+@pytest.mark.parametrize("path,allowed", [
+    ("/consumers", {"GET", "POST"}), ("/consumers/", {"GET", "POST"}), ("/processor-types", {"GET"}),
+    ("/consumers/{id}/start", {"POST"}), ("/consumers/{id}/start/", {"POST"}),
+])
+def test_options_and_head_work_on_both_path_forms(client, path, allowed):
+    path = path.replace("{id}", str(uuid.uuid4()))
+    options = client.options(path)
+    assert options.status_code == 200
+    assert allowed <= {m.strip() for m in options.headers["Allow"].split(",")}
+    if "GET" in allowed:
+        assert client.head(path).status_code == 200
+
+
 def test_unknown_path_is_404_with_the_error_body(client):
     response = client.get("/nothing-here/")
     assert response.status_code == 404 and set(response.json) == ERROR_KEYS
