@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from processors.base import FatalError
 from processors.pipeline import Pipeline
-from schema.states import EXIT_OK
+from schema.states import EXIT_CONFIG, EXIT_OK
 from workers.heartbeat import WorkerStatus
 
 log = logging.getLogger("kcm.worker")
@@ -22,6 +22,9 @@ EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Kafka could not be reached at start
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: a batch could not be delivered (redelivered after the restart)
 EXIT_COLD_STOP = 143  # a second SIGTERM: exit at once, commit nothing
 CONNECT_TIMEOUT = 10.0
+# credentials or ACLs that do not work will not start working by retrying: configuration errors (FATAL)
+AUTH_ERROR_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
+AUTHZ_ERROR_CODES = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})
 
 
 class WorkerExit(Exception):
@@ -41,6 +44,7 @@ class Runner:
         self._brokers_down = ""
         self._fatal_error: KafkaError | None = None
         self._last_logged: dict[str, float] = {}
+        self._auth_error = ""
         config = dict(config, error_cb=self._on_kafka_error)
         self.consumer = Consumer(config)
 
@@ -52,6 +56,8 @@ class Runner:
             self._brokers_down = err.str()
         if err.fatal():
             self._fatal_error = err
+        if err.code() in AUTH_ERROR_CODES:
+            self._auth_error = f"KafkaAuthenticationFailed: {err.str()}"
         # librdkafka repeats a connection error on every retry: log each distinct one, then once a minute
         now = time.monotonic()
         if self._last_logged.get(err.str(), 0.0) > now - 60 and not err.fatal():
@@ -102,6 +108,8 @@ class Runner:
                 break
             except KafkaException as exc:
                 self.consumer.poll(0)  # serve error_cb
+                if self._auth_error:
+                    raise WorkerExit(EXIT_CONFIG, self._auth_error) from None
                 if self._brokers_down or time.monotonic() >= deadline:
                     detail = self.status.last_error or exc.args[0].str()
                     raise WorkerExit(EXIT_UNAVAILABLE, f"KafkaUnreachable: {self.spec.bootstrap_servers}: {detail}") from None
@@ -124,6 +132,8 @@ class Runner:
         batch_size, timeout = self.settings.batch_size, self.settings.batch_timeout
         while not self.stopping:
             batch = self.consumer.consume(num_messages=batch_size, timeout=timeout)
+            if self._auth_error:
+                raise WorkerExit(EXIT_CONFIG, self._auth_error)
             if self._fatal_error is not None:
                 raise WorkerExit(EXIT_SOFTWARE, f"KafkaFatalError: {self._fatal_error.str()}")
             if batch:
@@ -158,6 +168,8 @@ class Runner:
             if err.code() == KafkaError._PARTITION_EOF:
                 continue
             self.status.errors += 1
+            if err.code() in AUTHZ_ERROR_CODES:
+                raise WorkerExit(EXIT_CONFIG, f"KafkaAuthorizationFailed: {err.name()}: {err.str()}")
             if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 self.status.last_error = f"TopicNotFound: topic {self.spec.topic!r}: {err.str()}"
             else:

@@ -61,12 +61,12 @@ class Runtime:
 
     # ------------------------------------------------------------------ desired state (what the API writes)
     def create_consumer(self, topic: str, *, replicas: int = 1, running: bool = True, bootstrap: str | None = None,
-                        processor_config: dict | None = None) -> tuple[str, Path]:
+                        processor_config: dict | None = None, security: dict | None = None) -> tuple[str, Path]:
         out = self.tmp_path / f"collected-{uuid.uuid4().hex[:8]}.txt"
         with self.sessions() as session, session.begin():
             consumer = Consumer(
                 bootstrap_servers=[bootstrap or self.bootstrap], topic=topic, consumer_group=f"kcm-rt-{topic}",
-                replicas=replicas, auto_offset_reset="earliest",
+                replicas=replicas, auto_offset_reset="earliest", security=security,
                 desired_state=DesiredState.RUNNING if running else DesiredState.STOPPED, generation=1,
             )
             consumer.downstream_processors.append(DownstreamProcessor(

@@ -40,6 +40,18 @@ def test_bad_broker_backs_off_with_growing_delays_then_fatal_and_restart_clears_
     wait_for(lambda: len(runtime.collected(out)) >= 10, timeout=20, message="consuming after the restart")
 
 
+def test_authentication_failure_is_fatal_at_once_and_the_secret_stays_out_of_status_and_logs(
+        runtime, topic_factory):
+    topic = topic_factory(partitions=1)
+    cid, _out = runtime.create_consumer(topic, security={
+        "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN", "sasl.username": "kcm",
+        "sasl.password": "${env:KCM_RT_TEST_KAFKA_PASSWORD}"})
+    runtime.start_supervisor(KCM_RT_TEST_KAFKA_PASSWORD="pw-9f3a1c-never-shown")
+    state = runtime.wait_state(cid, "FATAL")
+    assert "KafkaAuthenticationFailed" in state["last_error"] and state["retries"] == "0"
+    assert "pw-9f3a1c-never-shown" not in str(state) + str(runtime.heartbeat(cid)) + runtime.supervisor_log()
+
+
 def test_sigstop_worker_is_detected_hung_killed_and_replaced_never_twice_alive(runtime, topic_factory):
     topic = topic_factory(partitions=1)
     cid, out = runtime.create_consumer(topic)
