@@ -9,30 +9,34 @@ from flask_smorest import abort
 from werkzeug.exceptions import BadRequest
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+MAX_JSON_DEPTH = 64  # far beyond any real config; keeps validation and storage away from recursion limits
 
 
 def _has_body() -> bool:
     return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _unstorable(value, path: str = "") -> tuple[str, str] | None:
-    """The first (path, reason) of a value PostgreSQL text/JSONB would reject, or None."""
-    if isinstance(value, str):
-        return (path, "NUL characters (\\u0000) are not allowed.") if "\x00" in value else None
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, "NaN and Infinity are not valid JSON numbers."
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return None
-    for key, item in items:
-        where = f"{path}.{key}" if path else str(key)
-        problem = _unstorable(key, where) if isinstance(key, str) else None
-        problem = problem or _unstorable(item, where)
-        if problem:
-            return problem
+def _unstorable(value) -> tuple[str, str] | None:
+    """The first (path, reason) of a value PostgreSQL text/JSONB would reject, or None. Iterative, with a
+    depth limit: a deeply nested body must not exhaust the interpreter's stack."""
+    stack = [("", value, 0)]
+    while stack:
+        path, item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return path, "NUL characters (\\u0000) are not allowed."
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return path, "NaN and Infinity are not valid JSON numbers."
+        elif isinstance(item, (dict, list)):
+            if depth >= MAX_JSON_DEPTH:
+                return path, f"Nested deeper than {MAX_JSON_DEPTH} levels."
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in reversed(list(pairs)):
+                where = f"{path}.{key}" if path else str(key)
+                stack.append((where, child, depth + 1))
+                if isinstance(key, str):
+                    stack.append((where, key, depth + 1))
     return None
 
 
@@ -52,6 +56,8 @@ def check_request():
         body = request.get_json()
     except BadRequest:
         abort(400, message="The body is not valid JSON.", errors={"json": ["Malformed JSON body."]})
+    except RecursionError:  # the parser itself gave up on the nesting
+        abort(400, message="The JSON body is nested too deeply.", errors={"json": ["Nested too deeply."]})
     problem = _unstorable(body)
     if problem:
         path, reason = problem

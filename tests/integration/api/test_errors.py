@@ -160,6 +160,19 @@ def test_nul_characters_are_422_not_a_database_error(client, body):
     assert client.get("/consumers/?topic=a%00b").status_code == 422
 
 
+def test_deeply_nested_json_is_a_client_error_not_a_500(client):
+    too_deep_to_parse = "[" * 5_000 + "]" * 5_000
+    response = client.post("/consumers/", data=too_deep_to_parse, content_type="application/json")
+    assert response.status_code == 400
+    nested = {**VALID_CONSUMER, "security": {"ssl.x": "y"}}
+    config = current = {}
+    for _ in range(500):
+        current["a"] = {}
+        current = current["a"]
+    nested["downstream_processors"] = [{"processor_type": "test_collector", "config": config}]
+    assert client.post("/consumers/", json=nested).status_code == 422
+
+
 def test_nan_in_a_json_body_is_422(client):
     raw = json.dumps({**VALID_CONSUMER, "security": {"socket.timeout.ms": float("nan")}})
     response = client.post("/consumers/", data=raw, content_type="application/json")

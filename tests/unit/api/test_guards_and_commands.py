@@ -21,6 +21,22 @@ def test_unstorable_values_are_found_with_their_path():
     assert _unstorable("\x00") == ("", "NUL characters (\\u0000) are not allowed.")
 
 
+def test_nesting_beyond_the_limit_is_unstorable_without_recursion():
+    from api.guards import MAX_JSON_DEPTH
+
+    shallow = deep = []
+    for _ in range(MAX_JSON_DEPTH - 1):
+        deep.append([])
+        deep = deep[0]
+    assert _unstorable(shallow) is None
+    very_deep = current = {}
+    for _ in range(5_000):
+        current["a"] = {}
+        current = current["a"]
+    path, reason = _unstorable(very_deep)
+    assert "deeper" in reason and path.count("a") == MAX_JSON_DEPTH
+
+
 def test_publish_appends_the_contract_fields():
     client = fakeredis.FakeRedis(decode_responses=True)
     entry = CommandPublisher(client).publish("abc", 3, CommandAction.RESTART)
