@@ -1,0 +1,1 @@
+"""The kcm supervisor daemon: ``python -m supervisor`` (see docs/runtime.md)."""

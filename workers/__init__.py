@@ -1,0 +1,1 @@
+"""One consumer replica per process: ``python -m workers`` (see docs/runtime.md)."""

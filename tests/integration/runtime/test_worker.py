@@ -11,7 +11,7 @@ import pytest
 
 from schema import keys
 from schema.spec import SPEC_ENV, ProcessorSpec, WorkerSpec
-from schema.states import EXIT_CONFIG
+from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD
 from tests.integration.runtime.conftest import FAST, decoded
 from tests.support.kafka import committed_offsets, produce, wait_for
 
@@ -104,3 +104,14 @@ def test_missing_secret_reference_exits_78_and_no_secret_is_written(start_worker
     hb = heartbeat(redis_client, spec)
     assert "ConsumerConfigError" in hb["last_error"] and "KCM_TEST_KAFKA_PASSWORD_UNSET" in hb["last_error"]
     assert b"s3cr3t-user-value" not in stderr and "s3cr3t-user-value" not in str(hb)
+
+
+def test_worker_that_loses_its_lease_to_another_process_exits_at_once(start_worker, redis_client, topic_factory):
+    topic = topic_factory(partitions=1)
+    proc, spec, _out = start_worker(topic)
+    lease = keys.lease_key(spec.consumer_id, 0)
+    wait_for(lambda: heartbeat(redis_client, spec).get("phase") == "consuming", timeout=15, message="consuming")
+    assert redis_client.get(lease).startswith(f"{proc.pid}@".encode())
+    redis_client.set(lease, b"99999@elsewhere:token", px=60_000)  # as if we had been frozen past the TTL
+    assert proc.wait(5) == EXIT_LEASE_HELD
+    assert redis_client.get(lease) == b"99999@elsewhere:token"  # never deletes a lease it does not hold
