@@ -5,8 +5,9 @@ import os
 import signal
 import time
 
+from schema import keys
 from schema.states import ConsumerStatus, DesiredState
-from tests.integration.runtime.conftest import pid_alive
+from tests.integration.runtime.conftest import decoded, pid_alive
 from tests.support.kafka import committed_offsets, high_watermarks, produce, wait_for
 
 
@@ -16,7 +17,12 @@ def test_start_consume_10000_then_stop_commits_high_watermarks(runtime, topic_fa
     runtime.start_supervisor()
 
     state = runtime.wait_state(cid, "RUNNING")
-    assert state["supervisor_id"] == runtime.env["KCM_SUPERVISOR_ID"] and state["generation"] == "1"
+    supervisor_id = runtime.env["KCM_SUPERVISOR_ID"]
+    assert state["supervisor_id"] == supervisor_id and state["generation"] == "1"
+    supervisor_beat = decoded(runtime.redis.hgetall(keys.supervisor_key(supervisor_id)))
+    assert supervisor_beat["pid"] == str(runtime.supervisors[0].pid) and runtime.redis.ttl(
+        keys.supervisor_key(supervisor_id)) > 0
+    assert runtime.redis.sismember(keys.SUPERVISORS_INDEX, supervisor_id)
     produce(runtime.bootstrap, topic, 10_000)
     wait_for(lambda: len(set(runtime.collected(out))) >= 10_000, timeout=30, message="10,000 messages collected")
 
