@@ -11,6 +11,17 @@ from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, Consum
 
 blp = Blueprint("consumers", __name__, url_prefix="/consumers", description="Consumer management")
 
+CREATE_EXAMPLE = {
+    "broker_ip": "127.0.0.1",
+    "broker_port": 19092,
+    "topic": "orders",
+    "consumer_group": "billing",
+    "replicas": 1,
+    "downstream_processors": [
+        {"processor_type": "file_sink", "config": {"path": "orders.jsonl"}, "on_error": "retry"}
+    ],
+}
+
 
 @blp.route("/")
 class ConsumerCollection(MethodView):
@@ -25,7 +36,7 @@ class ConsumerCollection(MethodView):
         pagination_parameters.item_count = total
         return items
 
-    @blp.arguments(ConsumerIn)
+    @blp.arguments(ConsumerIn, example=CREATE_EXAMPLE)
     @blp.response(201, ConsumerOut, headers={"Location": {"description": "URL of the new consumer",
                                                          "schema": {"type": "string"}}})
     def post(self, data):
