@@ -54,6 +54,8 @@ def check_schema(engine: Engine) -> None:
             tables = set(inspect(conn).get_table_names())
     except OperationalError:
         return
+    finally:
+        engine.dispose()  # no pooled connection may survive into a forked worker (gunicorn --preload)
     missing = REQUIRED_TABLES - tables
     if missing:
         raise SchemaNotMigrated(
