@@ -116,13 +116,13 @@ def _profile_api(args, env, consumers: int = 500, requests: int = 300) -> int:
         for path in paths:
             client.get(path)
         profiler.stop()
-        print(f"{args.processor}: {per_request:.2f} ms per request in-process ({consumers} consumers)")
+        headline = f"{args.processor}: {per_request:.2f} ms per request in-process ({consumers} consumers)"
         report = profiler.output_text(show_all=False)
-        print(report)
         if args.output:
             with open(args.output, "w") as fh:
-                fh.write(f"{args.processor}: {per_request:.2f} ms per request in-process ({consumers} consumers)\n")
-                fh.write(report)
+                fh.write(f"{headline}\n{report}")
+        print(headline)
+        print(report)
     finally:
         cleanup.run()
     return 0
