@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES := deploy/local/services.sh
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help install services services-stop services-status services-env run test test-unit \
         test-integration lint bench migrate clean
@@ -65,7 +66,7 @@ lint: install
 
 bench: install
 	@$(SERVICES) start
-	@set -a; eval "$$($(SERVICES) env)"; set +a; $(PY) -m bench
+	@set -a; eval "$$($(SERVICES) env)"; set +a; $(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info
