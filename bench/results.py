@@ -154,7 +154,7 @@ def render_markdown(results: list[dict], *, notes_md: str = "") -> str:
             "```sh",
             "make services          # Kafka, PostgreSQL, Redis on 127.0.0.1",
             "make bench             # every benchmark at full size (about 15 minutes on 2 cores)",
-            ".venv/bin/python -m bench --only throughput_file --messages 100000 --runs 3   # a quick one",
+            'make bench BENCH_ARGS="--only throughput_file --messages 100000 --runs 3"   # a quick one',
             ".venv/bin/python -m bench --help",
             "# where the time goes (pyinstrument, in the bench extra):",
             ".venv/bin/python -m bench.profile file_sink --messages 300000      # the worker's hot loop",
