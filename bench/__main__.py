@@ -100,6 +100,7 @@ def main(argv: list[str]) -> int:
         for name in args.names:
             print(f"\n-- {name}", flush=True)
             started = time.monotonic()
+            load_before = [round(v, 2) for v in __import__("os").getloadavg()[:2]]
             try:
                 result = _load(name)(harness)
             except KeyboardInterrupt:
@@ -108,6 +109,8 @@ def main(argv: list[str]) -> int:
                 traceback.print_exc()
                 failed.append(name)
                 continue
+            result.params["load_avg_at_start"] = load_before
+            result.params["duration_s"] = round(time.monotonic() - started)
             print_result(result)
             print(f"({time.monotonic() - started:.0f} s)")
             if not args.no_write:
