@@ -20,7 +20,7 @@ from processors.pipeline import Pipeline
 from schema.db import redacted
 from schema.settings import Settings
 from schema.spec import SPEC_ENV, WorkerSpec
-from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD
+from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD, EXIT_OK
 from workers.config import ConsumerConfigError, consumer_config
 from workers.heartbeat import Heartbeat, WorkerStatus
 from workers.lease import Lease
@@ -82,7 +82,7 @@ def main() -> int:
         code = _run(spec, settings, client, status, heartbeat)
     finally:
         status.phase = "exited"
-        heartbeat.stop(final=True)
+        heartbeat.stop(clean=code == EXIT_OK)
         try:
             lease.release()
         except redis.RedisError as exc:

@@ -91,12 +91,16 @@ class Heartbeat(threading.Thread):
             except redis.RedisError as exc:
                 log.warning("HeartbeatFailed: %s", exc)
 
-    def stop(self, *, final: bool = True) -> None:
+    def stop(self, *, clean: bool) -> None:
+        """A clean exit removes the heartbeat (alive means the key exists); a failed one leaves a last beat
+        with ``phase=exited`` and ``last_error`` for the supervisor to read after it reaps us."""
         self._stop_event.set()
         if self.is_alive():
             self.join(self.interval + 1)
-        if final:
-            try:
+        try:
+            if clean:
+                self.client.delete(self.key)
+            else:
                 self.beat()
-            except redis.RedisError as exc:
-                log.warning("HeartbeatFailed: final heartbeat: %s", exc)
+        except redis.RedisError as exc:
+            log.warning("HeartbeatFailed: final heartbeat: %s", exc)
