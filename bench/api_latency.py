@@ -2,11 +2,13 @@
 ``GET /consumers/`` and ``GET /consumers/{id}/status/``; floor: the same gunicorn serving fixed bytes."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from bench.api_client import KcmClient
 from bench.harness import wait_until
 from bench.loadgen import load
+from bench.procfs import cpu_seconds
 from bench.results import Result, Target, fmt
 from bench.stack import Service, free_port
 from bench.stats import median, ratio
@@ -61,8 +63,12 @@ def api_latency(h) -> Result:
     stack = h.stack()
     ids = insert_consumers(h, h.args.api_consumers)
     hostport = stack.client.hostport
+    # the supervisor reconciles these rows too (all stopped): its CPU shares the cores with the API
+    supervisor_cpu_before, clock_before = cpu_seconds(stack.supervisor.pid), time.monotonic()
     listing = _measure(h, hostport, ["/consumers/"], "GET /consumers/")
     status = _measure(h, hostport, [f"/consumers/{cid}/status/" for cid in ids], "GET /consumers/{id}/status/")
+    supervisor_pct = ((cpu_seconds(stack.supervisor.pid) - supervisor_cpu_before)
+                      / (time.monotonic() - clock_before) * 100)
     # one client: the service time without queueing, to read the concurrent figures against (Little's law)
     single = load(hostport, ["/consumers/"], 1, SINGLE_CLIENT_SECONDS, tool=getattr(h.args, "load_generator", "auto"))
     print(f"  GET /consumers/ with 1 client: {single['requests_per_s']:.0f} req/s, p50 {single['p50_ms']:.1f} ms, "
@@ -88,6 +94,8 @@ def api_latency(h) -> Result:
                             ("GET /consumers/ with 1 client (no queueing)", single))]
     value = ratio(listing["p99_ms"], base["p99_ms"])
     rows.append(["list p99 kcm ÷ floor", fmt(value, 2), "", "", ""])
+    rows.append([f"supervisor CPU meanwhile ({h.args.api_consumers} stopped consumers)",
+                 f"{fmt(supervisor_pct, 1)} % of a core", "", "", ""])
     return Result(
         name="api_latency", title="API latency", baseline="the same gunicorn serving a Flask view of fixed bytes",
         params={"consumers": h.args.api_consumers, "clients": h.args.api_clients, "seconds": h.args.api_seconds,
@@ -96,7 +104,8 @@ def api_latency(h) -> Result:
         figures={"list": {k: v for k, v in listing.items() if k != "runs"},
                  "status": {k: v for k, v in status.items() if k != "runs"},
                  "floor": {k: v for k, v in base.items() if k != "runs"},
-                 "list_single_client": {k: v for k, v in single.items() if k != "raw"}},
+                 "list_single_client": {k: v for k, v in single.items() if k != "raw"},
+                 "supervisor_cpu_pct_during_load": supervisor_pct},
         runs=[{"list": a, "status": b, "floor": c} for a, b, c in zip(listing["runs"], status["runs"], base["runs"], strict=True)],
         ratio=value, ratio_label="kcm list p99 ÷ floor p99",
         targets=[Target(label="GET /consumers/ p99", value=listing["p99_ms"], op="<", target=25, unit=" ms")],

@@ -36,7 +36,7 @@ def run_wrk(hostport: str, paths: list[str], clients: int, seconds: float, threa
         fh.write(LUA % {"paths": ",".join(json.dumps(p) for p in paths)})
         script = fh.name
     try:
-        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(clients), "-d", f"{int(seconds)}s",
+        out = subprocess.run(["wrk", "-t", str(min(threads, clients)), "-c", str(clients), "-d", f"{int(seconds)}s",
                               "--timeout", "10s", "-s", script, f"http://{hostport}{paths[0]}"],
                              capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     finally:
