@@ -20,6 +20,7 @@ from schema.db import make_session_factory
 from schema.models import Consumer, DownstreamProcessor
 from schema.states import DesiredState
 from tests.support.kafka import wait_for
+from workers.parent import PARENT_PID_ENV
 
 FAST = {
     "KCM_HEARTBEAT_INTERVAL": "0.3",  # TTL 0.9 s: short, yet no false "hung" on a loaded 2-core CI
@@ -137,7 +138,8 @@ class Runtime:
         return pid
 
     def worker_pids(self) -> list[int]:
-        """Every live ``python -m workers`` process whose KCM_WORKER_SPEC names one of our consumers."""
+        """Every live ``python -m workers`` process spawned by one of this test's supervisors (even orphaned)."""
+        parents = {f"{PARENT_PID_ENV}={p.pid}".encode() for p in self.supervisors}
         pids = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -149,7 +151,7 @@ class Runtime:
                 environ = (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if self.env["KCM_REDIS_URL"].encode() in environ and pid_alive(int(entry.name)):
+            if parents.intersection(environ.split(b"\0")) and pid_alive(int(entry.name)):
                 pids.append(int(entry.name))
         return pids
 
