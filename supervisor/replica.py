@@ -94,8 +94,8 @@ class Replica:
     # ------------------------------------------------------------------ views
     @property
     def status_state(self) -> ProcessState:
-        """The state the consumer status folds: a retry after a failed start is still trouble, not INACTIVE."""
-        if self.machine.state == ProcessState.STARTING and self.machine.retries > 0:
+        """The state the consumer status folds: a retry after a failed start or a crash is still trouble."""
+        if self.machine.state == ProcessState.STARTING and (self.machine.retries or self.machine.quick_exits):
             return ProcessState.BACKOFF
         return self.machine.state
 

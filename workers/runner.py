@@ -96,6 +96,9 @@ class Runner:
             os._exit(EXIT_COLD_STOP)
         self.stopping = True
         self.status.phase = "stopping"
+        interrupt = getattr(self.pipeline, "interrupt", None)
+        if interrupt is not None:  # stop sleeping between retries of a failing batch
+            interrupt()
         log.info("StopRequested consumer=%s replica=%s signal=%s", self.spec.consumer_id, self.spec.replica,
                  signal.Signals(signum).name)
 
@@ -153,6 +156,10 @@ class Runner:
             raise
         except Exception as exc:
             # the batch is not stored: the replacement worker gets it again (at-least-once)
+            if self.stopping:  # retries were cut short by our own warm stop: a clean exit, not a crash
+                log.info("DeliveryInterrupted consumer=%s replica=%s: batch of %d left for redelivery",
+                         self.spec.consumer_id, self.spec.replica, len(good))
+                return
             raise WorkerExit(EXIT_SOFTWARE, f"DeliveryFailed: {type(exc).__name__}: {exc}") from exc
         # messages of one partition arrive in order: the last one seen is the highest offset
         last = {(m.topic(), m.partition()): m.offset() for m in good}

@@ -73,3 +73,20 @@ def test_config_error_exit_78_goes_fatal_at_once(runtime, topic_factory):
     assert "configuration error" in state["last_error"] and "fail_open" in state["last_error"]
     assert state["retries"] == "0"  # no retries for a configuration error
     wait_for(lambda: runtime.consumer(cid).status == ConsumerStatus.ERROR, timeout=10, message="status ERROR")
+
+
+def test_batch_that_keeps_failing_restarts_the_worker_and_never_commits_past_it(runtime, topic_factory):
+    topic = topic_factory(partitions=1)
+    cid, out = runtime.create_consumer(topic, processor_config={"fail_on": "poison", "max_retries": 0})
+    runtime.start_supervisor()
+    runtime.wait_state(cid, "RUNNING")
+    produce(runtime.bootstrap, topic, 10, value_fn=lambda i: b"ok-%d" % i)
+    wait_for(lambda: len(runtime.collected(out)) >= 10, timeout=20, message="offsets 0-9 collected")
+    produce(runtime.bootstrap, topic, 10, value_fn=lambda i: b"poison" if i == 0 else b"after-%d" % i)
+
+    state = wait_for(lambda: "poison" in (s := runtime.state(cid)).get("last_error", "") and s, timeout=20,
+                     message="the delivery failure in last_error")
+    assert "DeliveryFailed" in state["last_error"] and "exit code 70" in state["last_error"]
+    wait_for(lambda: int(runtime.state(cid).get("restarts", "0")) >= 2, timeout=20, message="restarted")
+    assert committed_offsets(runtime.bootstrap, f"kcm-rt-{topic}", topic) == {0: 10}  # up to, not past, it
+    assert {offset for _p, offset in runtime.collected(out)} == set(range(10))

@@ -116,3 +116,18 @@ def test_worker_that_loses_its_lease_to_another_process_exits_at_once(start_work
     redis_client.set(lease, b"99999@elsewhere:token", px=60_000)  # as if we had been frozen past the TTL
     assert proc.wait(5) == EXIT_LEASE_HELD
     assert redis_client.get(lease) == b"99999@elsewhere:token"  # never deletes a lease it does not hold
+
+
+def test_sigterm_during_retries_of_a_failing_batch_exits_0_without_committing_it(
+        start_worker, redis_client, kafka_bootstrap, topic_factory):
+    topic = topic_factory(partitions=1)
+    produce(kafka_bootstrap, topic, 5, value_fn=lambda i: b"poison" if i == 2 else b"ok-%d" % i)
+    proc, spec, out = start_worker(topic, processor_config={
+        "fail_on": "poison", "max_retries": 100, "retry_backoff": 5, "retry_timeout": 600})
+    wait_for(lambda: heartbeat(redis_client, spec).get("partitions", "[]") != "[]", timeout=15,
+             message="partition assigned")
+    time.sleep(1)  # the batch has failed once and the pipeline waits 5 s before its retry
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(5) == 0
+    assert lines(out) == []
+    assert committed_offsets(kafka_bootstrap, spec.group_id, topic)[0] < 0  # nothing committed
