@@ -114,4 +114,4 @@ def api_latency(h) -> Result:
                "Status requests pick a random one of the consumers (all stopped: two Redis hashes per replica).",
                "Load generator, server, PostgreSQL and Redis share the machine's cores.",
                "With C clients always waiting on a reply, latency ≈ C ÷ throughput (Little's law): p99 < 25 ms "
-               "with 32 clients needs well over 1,300 req/s from this server, more than the floor reaches here."])
+               "with 32 clients needs well over 1,300 req/s from this server (compare the floor's rate above)."])
