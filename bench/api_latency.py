@@ -113,5 +113,6 @@ def api_latency(h) -> Result:
                "first page at flask-smorest's default page size (10) with the X-Pagination total over all rows.",
                "Status requests pick a random one of the consumers (all stopped: two Redis hashes per replica).",
                "Load generator, server, PostgreSQL and Redis share the machine's cores.",
-               "With C clients always waiting on a reply, latency ≈ C ÷ throughput (Little's law): p99 < 25 ms "
-               "with 32 clients needs well over 1,300 req/s from this server (compare the floor's rate above)."])
+               f"With C clients always waiting on a reply, latency ≈ C ÷ throughput (Little's law): p99 < 25 ms "
+               f"with {h.args.api_clients} clients needs well over {h.args.api_clients / 0.025:,.0f} req/s from this "
+               "server (compare the floor's rate above)."])
