@@ -8,7 +8,8 @@ Layout (see docs/redis-keys.md for redis-cli recipes):
   kcm:consumer:{consumer_id}:replica:{n}:state   hash     replica state machine              (writer: supervisor)
   kcm:consumer:{consumer_id}:replica:{n}:heartbeat  hash  worker heartbeat + counters, TTL   (writer: worker)
   kcm:consumer:{consumer_id}:replica:{n}:lease   string   "pid@host" lease, TTL              (writer: worker)
-  kcm:consumer:{consumer_id}:dead-letters        zset     dead-letter job ids by time        (writer: worker, API)
+  kcm:consumer:{consumer_id}:dead-letters        zset     dead-letter job ids by time        (writers: worker adds,
+                                                          the rq job removes itself once delivered, API deletes)
   rq:queue:kcm-dead-letters                      rq       the dead-letter retry queue        (writer: rq)
 """
 from __future__ import annotations

@@ -65,7 +65,7 @@ def replica_status(replica: int, state: dict[str, str], heartbeat: dict[str, str
     return {
         "replica": replica,
         "state": _state(state.get("state")),
-        "alive": bool(heartbeat),
+        "alive": bool(heartbeat) and heartbeat.get("phase") != "exited",  # a failed exit leaves its last beat
         "pid": _int(either.get("pid")),
         "host": either.get("host") or None,
         "supervisor_id": state.get("supervisor_id") or None,

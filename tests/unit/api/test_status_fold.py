@@ -46,3 +46,10 @@ def test_only_a_heartbeat_is_an_unknown_state_but_alive():
     replica = replica_status(1, {}, {"pid": "7", "started_at": "50", "last_heartbeat": "60"})
     assert replica["state"] == S.UNKNOWN and replica["alive"] is True and replica["pid"] == 7
     assert replica["started_at"] == iso_utc("50")
+
+
+def test_last_beat_of_a_failed_exit_is_not_alive_but_keeps_its_reason():
+    beat = {"pid": "7", "phase": "exited", "last_heartbeat": "60", "last_error": "DeliveryFailed: RetriableError"}
+    replica = replica_status(0, {"state": "BACKOFF"}, beat)
+    assert replica["alive"] is False
+    assert replica["last_error"] == "DeliveryFailed: RetriableError"
