@@ -80,6 +80,16 @@ class DeadLetterStore:
         job.delete()
         return True
 
+    def purge(self, consumer_id) -> int:
+        """Delete every dead letter of a consumer that no longer exists (its jobs had nowhere left to go)."""
+        index = keys.dead_letter_index(consumer_id)
+        ids = [raw.decode() for raw in self.redis.zrange(index, 0, -1)]
+        jobs = [job for job in Job.fetch_many(ids, connection=self.redis) if job is not None] if ids else []
+        for job in jobs:
+            job.delete()  # also takes it off the queue and out of rq's scheduled/failed registries
+        self.redis.delete(index)
+        return len(jobs)
+
     def _job(self, consumer_id, dl_id: str) -> Job | None:
         index = keys.dead_letter_index(consumer_id)
         if self.redis.zscore(index, dl_id) is None:

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, ConsumerQuery
+from api.views.dead_letters import purge_for_deleted_consumer
 
 blp = Blueprint("consumers", __name__, url_prefix="/consumers", description="Consumer management")
 
@@ -65,3 +66,4 @@ class ConsumerItem(MethodView):
     def delete(self, consumer_id):
         """Delete a consumer and its processors; the supervisor stops its workers"""
         services().consumers.delete(consumer_id)
+        purge_for_deleted_consumer(consumer_id)

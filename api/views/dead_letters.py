@@ -5,6 +5,7 @@ puts it back on that queue, where the ``rq worker`` process delivers it to its p
 """
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 import redis
@@ -22,6 +23,9 @@ blp = Blueprint("dead_letters", __name__, url_prefix="/consumers", description="
 
 STORE_EXTENSION = "kcm.dead_letters"
 NOT_FOUND = "No consumer, or no dead letter of this consumer, with this id"
+
+
+log = logging.getLogger(__name__)
 
 
 class DeadLetterOut(Schema):
@@ -57,6 +61,18 @@ def _store() -> DeadLetterStore:
                                       socket_timeout=2.0)
         store = current_app.extensions[STORE_EXTENSION] = DeadLetterStore(client)
     return store
+
+
+def purge_for_deleted_consumer(consumer_id) -> None:
+    """Best effort, after the delete committed: a Redis that is down leaves the dead letters in rq (logged)."""
+    try:
+        count = _store().purge(consumer_id)
+    except redis.RedisError as exc:
+        log.warning("DeadLetterPurgeFailed consumer=%s: %s; its dead letters stay in rq", consumer_id,
+                    type(exc).__name__)
+        return
+    if count:
+        log.info("DeadLettersPurged consumer=%s count=%s", consumer_id, count)
 
 
 def _checked(consumer_id) -> DeadLetterStore:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from rq import Queue, SimpleWorker
+from rq.job import Job
 
 from api import create_app
 from api.context import EXTENSION
@@ -144,3 +145,17 @@ def test_replay_runs_a_scheduled_retry_now(client, consumer_id, pg_context, pg_c
     _run_rq(redis_client)
     assert len(_offsets(pg_conn, sync_table)) == 9
     assert [d["id"] for d in client.get(f"{base}/").json] == [letters[1]["id"]]
+
+
+def test_deleting_the_consumer_purges_its_dead_letters_from_rq(client, consumer_id, pg_context, pg_conn,
+                                                               sync_table, redis_client):
+    _dead_letter_two_rows(consumer_id, pg_context, pg_conn, sync_table)
+    index = keys.dead_letter_index(consumer_id)
+    job_ids = [raw.decode() for raw in redis_client.zrange(index, 0, -1)]
+    assert len(job_ids) == 2
+
+    assert client.delete(f"/consumers/{consumer_id}").status_code == 204
+
+    assert not redis_client.exists(index)
+    assert not any(Job.exists(job_id, connection=redis_client) for job_id in job_ids)
+    assert Queue(keys.DEAD_LETTER_QUEUE, connection=redis_client).count == 0
