@@ -261,7 +261,7 @@ case "$cmd" in
     for s in "${which[@]}"; do "${s}_start"; done
     say ""
     say "# connection settings (eval \"\$(make -s services-env)\" to load them):"
-    print_env
+    if [[ " ${which[*]} " == *" postgres "* ]]; then print_env; else print_env | grep -v DATABASE_URL; fi
     ;;
   stop)
     for ((k = ${#which[@]} - 1; k >= 0; k--)); do "${which[$k]}_stop"; done
