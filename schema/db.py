@@ -5,6 +5,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from schema.redact import redacted  # noqa: F401  (re-exported: callers import it from here)
+
 
 def make_engine(url: str, **kwargs) -> Engine:
     if url.startswith("sqlite"):
@@ -27,10 +29,3 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
-
-
-def redacted(url: str) -> str:
-    """The URL with its password hidden, for log lines."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -17,7 +17,7 @@ import redis
 
 from processors.base import FatalError
 from processors.pipeline import Pipeline
-from schema.db import redacted
+from schema.redact import redacted
 from schema.settings import Settings
 from schema.spec import SPEC_ENV, WorkerSpec
 from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD, EXIT_OK

@@ -73,3 +73,24 @@ def test_supervisord_config_runs_the_procfile_commands():
     assert "-m supervisor" in conf
     assert "rq worker" in conf and keys.DEAD_LETTER_QUEUE in conf
     assert keys.DEAD_LETTER_QUEUE in _procfile()["deadletters"]
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("postgresql+psycopg2://kcm:s3cret@127.0.0.1:15432/kcm", "postgresql+psycopg2://kcm:***@127.0.0.1:15432/kcm"),
+    ("redis://:hunter2@redis:6379/0", "redis://:***@redis:6379/0"),
+    ("redis://127.0.0.1:16379/0", "redis://127.0.0.1:16379/0"),
+    ("sqlite:////tmp/kcm.sqlite3", "sqlite:////tmp/kcm.sqlite3"),
+])
+def test_urls_in_logs_never_carry_the_password(url, expected):
+    from schema.redact import redacted
+
+    assert redacted(url) == expected
+
+
+def test_a_worker_does_not_import_sqlalchemy():
+    import subprocess
+    import sys
+
+    code = "import sys, workers.__main__; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
