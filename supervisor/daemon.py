@@ -20,6 +20,10 @@ from supervisor.redis_state import RedisState
 from supervisor.replica import Replica
 from workers.runner import CONNECT_TIMEOUT
 
+# every state hash is rewritten this often even when unchanged, so a Redis that lost its data heals; changes
+# are published on the tick they happen (rewriting hundreds of unchanged hashes every reconcile costs CPU)
+FULL_REPUBLISH_SECONDS = 60.0
+
 log = logging.getLogger("kcm.supervisor")
 
 
@@ -142,7 +146,6 @@ class Supervisor:
         for cid in list(self.status_written):
             if cid not in desired:
                 del self.status_written[cid]
-        self._next_republish = 0.0  # state hashes are rewritten on every reconcile
         if not self._swept:
             self._sweep_forgotten_states(desired)
 
@@ -207,7 +210,7 @@ class Supervisor:
             return
         self.published.update(changed)
         if force:
-            self._next_republish = now + self.settings.reconcile_interval
+            self._next_republish = now + max(self.settings.reconcile_interval, FULL_REPUBLISH_SECONDS)
 
     def _drop_retired(self) -> None:
         gone = [key for key, r in self.replicas.items()
@@ -225,11 +228,15 @@ class Supervisor:
             log.info("ReplicaRemoved consumer=%s replica=%s", *key)
 
     def _write_statuses(self) -> None:
+        # one pass over the replicas, not one per consumer: hundreds of stopped consumers stay cheap
+        states_by_consumer: dict[str, list] = {}
+        for (cid, _n), replica in self.replicas.items():
+            if not replica.retired:
+                states_by_consumer.setdefault(cid, []).append(replica.status_state)
         for cid in self.consumers:
             if cid not in self.status_written:
                 continue
-            states = [r.status_state for (c, _n), r in self.replicas.items() if c == cid and not r.retired]
-            status = consumer_status(states)
+            status = consumer_status(states_by_consumer.get(cid, []))
             if status == self.status_written[cid]:
                 continue
             try:
