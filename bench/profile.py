@@ -101,7 +101,7 @@ def _profile_api(args, env, consumers: int = 500, requests: int = 300) -> int:
 
     cleanup = Cleanup()
     try:
-        ids = insert_consumers(SimpleNamespace(env=env, cleanup=cleanup), consumers)
+        ids, _delete = insert_consumers(SimpleNamespace(env=env, cleanup=cleanup), consumers)
         client = create_app().test_client()
         paths = (["/consumers/"] * requests if args.processor == "api_list"
                  else [f"/consumers/{ids[i % len(ids)]}/status/" for i in range(requests)])
