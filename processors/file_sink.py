@@ -3,10 +3,17 @@
 One ``write`` per batch (the batch is joined in memory first), then fsync by policy. ``raw`` writes the
 values as they are (a value containing a newline spans lines: use ``json`` for arbitrary payloads); ``json``
 writes an envelope per message with the value as text when it is UTF-8, else base64.
+
+Torn lines: a worker killed (``kill -9``, OOM, power loss) in the middle of a batch's write leaves a last line
+without its newline. Its offsets were never stored, so the batch is delivered again; before appending, ``open``
+cuts the file back to its last complete line, and a write that fails half way is cut back to where it began. An
+exclusive ``flock`` around both keeps replicas that share one file from cutting each other's lines.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import time
 from datetime import UTC, datetime
@@ -16,6 +23,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from processors.base import BaseProcessor, FatalError, RetriableError
 from processors.encoding import headers_json, text_or_b64
 from processors.sink_paths import PathNotAllowed, confine
+
+log = logging.getLogger(__name__)
+_TAIL_CHUNK = 64 * 1024
 
 
 def _sink_root(context=None) -> str:
@@ -81,10 +91,39 @@ class FileSinkProcessor(BaseProcessor):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
             # O_NOFOLLOW: a symlink planted after the check above is refused, not followed
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         except OSError as exc:
             raise FatalError(f"file_sink cannot open {self.config['path']}: {exc.strerror}") from exc
         self._opened_at = time.time()
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                self._cut_torn_tail()
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        except OSError as exc:
+            os.close(self._fd)
+            self._fd = None
+            raise RetriableError(f"file_sink cannot repair the end of {self.config['path']}: {exc.strerror}") from exc
+
+    def _cut_torn_tail(self) -> None:
+        """Truncate a last line left without its newline by an interrupted write (see the module docstring)."""
+        size = os.fstat(self._fd).st_size
+        if not size or os.pread(self._fd, 1, size - 1) == b"\n":
+            return
+        end = size
+        keep = 0
+        while end > 0:
+            start = max(0, end - _TAIL_CHUNK)
+            newline = os.pread(self._fd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        os.ftruncate(self._fd, keep)
+        os.fsync(self._fd)
+        log.warning("file_sink_torn_line_cut path=%s bytes=%d (an interrupted write; the batch is redelivered)",
+                    self.config["path"], size - keep)
 
     def process(self, batch) -> None:
         if not batch:
@@ -100,14 +139,29 @@ class FileSinkProcessor(BaseProcessor):
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
-            try:
-                view = memoryview(data)
-                while view:  # os.write may write less than asked (signals, pipes): finish the one write
-                    view = view[os.write(self._fd, view):]
-            except OSError as exc:
-                raise RetriableError(f"file_sink write failed: {exc.strerror}") from exc
+            self._append(data)
         self._sync()
         self._maybe_rotate()
+
+    def _append(self, data: bytes) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise RetriableError(f"file_sink cannot lock {self.config['path']}: {exc.strerror}") from exc
+        try:
+            began = os.fstat(self._fd).st_size
+            try:
+                view = memoryview(data)
+                while view:  # os.write may write less than asked (signals, a full disk): finish or undo
+                    view = view[os.write(self._fd, view):]
+            except OSError as exc:
+                try:
+                    os.ftruncate(self._fd, began)  # no half batch left for the retry to append after
+                except OSError:
+                    pass  # the next open cuts the torn line
+                raise RetriableError(f"file_sink write failed: {exc.strerror}") from exc
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _sync(self, force: bool = False) -> None:
         interval = self.config["fsync_interval_ms"] / 1000

@@ -8,7 +8,7 @@ import os
 import pytest
 from marshmallow import ValidationError
 
-from processors.base import FatalError, Record
+from processors.base import FatalError, Record, RetriableError
 from processors.file_sink import FileSinkProcessor
 from processors.pipeline import Pipeline
 from schema.spec import ProcessorSpec
@@ -147,3 +147,57 @@ def test_fsync_every_batch_by_default_and_at_most_every_interval_otherwise(conte
     assert len(calls) == 1  # close always fsyncs
     assert (sink_root / "interval.log").read_bytes() == b"x\n" * 5
     every_batch.close()
+
+
+def test_open_cuts_a_torn_last_line_left_by_a_killed_writer(context, sink_root):
+    """kill -9 in the middle of a batch's write leaves a line without its newline (CI saw one glued to the
+    redelivered batch). The batch's offsets were never stored, so open cuts the torn line before appending."""
+    torn = sink_root / "torn.jsonl"
+    torn.write_bytes(b'{"offset":1}\n{"offset":2}\n{"topic":"t","partiti')
+    pipeline = _pipeline(context, path="torn.jsonl", format="raw")
+    pipeline.deliver([Record("t", 0, 3, b'{"offset":3}')])
+    pipeline.close()
+    assert torn.read_bytes() == b'{"offset":1}\n{"offset":2}\n{"offset":3}\n'
+
+
+def test_open_cuts_a_torn_line_longer_than_one_read_chunk_and_a_file_with_no_complete_line(context, sink_root):
+    long_tail = sink_root / "long.log"
+    long_tail.write_bytes(b"whole\n" + b"x" * 200_000)
+    no_line = sink_root / "none.log"
+    no_line.write_bytes(b"y" * 70_000)
+    for name in ("long.log", "none.log"):
+        pipeline = _pipeline(context, path=name)
+        pipeline.deliver([Record("t", 0, 0, b"next")])
+        pipeline.close()
+    assert long_tail.read_bytes() == b"whole\nnext\n"
+    assert no_line.read_bytes() == b"next\n"
+
+
+def test_a_write_failing_half_way_is_cut_back_so_the_retry_leaves_whole_lines(context, sink_root, monkeypatch):
+    import processors.file_sink as file_sink
+
+    real_write = os.write
+    failures = iter([True])
+
+    def write_half_then_fail(fd, data):
+        if next(failures, False):
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    processor = FileSinkProcessor({"path": "half.log", "format": "raw", "fsync_interval_ms": 0, "rotate_bytes": 0,
+                                   "rotate_seconds": 0}, consumer_id="c", processor_id="p", context=context)
+    processor.open()
+    processor.process([Record("t", 0, 0, b"first")])
+    processor.flush()
+    monkeypatch.setattr(file_sink.os, "write", write_half_then_fail)
+    batch = [Record("t", 0, i, b"line-%d" % i) for i in range(1, 100)]
+    processor.process(batch)
+    with pytest.raises(RetriableError, match="No space left"):
+        processor.flush()
+    assert (sink_root / "half.log").read_bytes() == b"first\n"  # the half batch is gone, not left torn
+    processor.discard()
+    processor.process(batch)
+    processor.flush()
+    processor.close()
+    assert (sink_root / "half.log").read_bytes().splitlines() == [b"first"] + [b"line-%d" % i for i in range(1, 100)]
