@@ -1,10 +1,13 @@
 """``database_sync``: one PostgreSQL transaction per batch, idempotent on (topic, partition, offset).
 
-The batch is COPYed into a session temp table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` moves it
-into the target, so a redelivered message is a no-op. Payloads travel as hex bytea and are converted in SQL
-(``value_format``), so a value that is not valid JSON/UTF-8 fails the batch there — a poison message for
-``on_error``. With ``exactly_once`` the next offset per partition is upserted into ``kcm_offsets`` in the
-same transaction and reported by ``committed_offsets`` so the worker seeks there on assignment.
+Fast path: the batch is COPYed straight into the target, the same single statement a hand-written loop runs.
+A redelivered batch (after a crash or a rebalance) hits the primary key: that transaction is rolled back and
+the batch goes through a temp table instead, ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``, so a redelivered
+message is a no-op; the next batch that inserts all its rows that way switches back to the fast path. Payloads
+are sent in COPY's text format and converted by PostgreSQL's own input functions (``value_format``), so a
+value that is not valid JSON/UTF-8 fails the batch there, a poison message for ``on_error``. With
+``exactly_once`` the next offset per partition is upserted into ``kcm_offsets`` in the same transaction and
+reported by ``committed_offsets`` so the worker seeks there on assignment.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import io
 import json
 import logging
 import re
+import time
 
 import psycopg2
 import psycopg2.errors
@@ -26,10 +30,9 @@ from processors.references import is_reference, resolve
 log = logging.getLogger(__name__)
 
 VALUE_TYPES = {"json": "jsonb", "text": "text", "bytea": "bytea"}
-_VALUE_EXPR = {"json": "convert_from(value, 'UTF8')::jsonb", "text": "convert_from(value, 'UTF8')",
-               "bytea": "value"}
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")
-NULL = "\\N"  # COPY text format
+NULL = b"\\N"  # COPY text format
+COLUMNS = 'topic, partition, "offset", key, value, headers, "timestamp"'
 
 TARGET_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     topic       text        NOT NULL,
@@ -51,9 +54,8 @@ OFFSETS_DDL = """CREATE TABLE IF NOT EXISTS kcm_offsets (
     updated_at   timestamptz  NOT NULL DEFAULT now(),
     PRIMARY KEY (consumer_id, processor_id, topic, partition)
 )"""
-_STAGE_DDL = """CREATE TEMP TABLE IF NOT EXISTS kcm_stage (
-    topic text, partition integer, "offset" bigint, key bytea, value bytea, headers bytea, ts bigint
-) ON COMMIT DELETE ROWS"""
+# the target's seven columns with their types and nothing else (no constraint, no default), emptied at commit
+_STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS kcm_stage ON COMMIT DELETE ROWS AS SELECT {columns} FROM {table} WITH NO DATA"
 
 
 def _validate_dsn(value: str) -> None:
@@ -83,17 +85,38 @@ def target_ddl(table: str, value_format: str) -> str:
     return TARGET_DDL.format(table=table, value_type=VALUE_TYPES[value_format])
 
 
-def _hex(data: bytes | None) -> str:
-    return "\\N" if data is None else "\\\\x" + data.hex()
+def _hex(data: bytes | None) -> bytes:
+    return NULL if data is None else b"\\\\x" + data.hex().encode()
 
 
-def _copy_line(m) -> str:
-    """One COPY text-format row; every payload is hex bytea so nothing needs escaping."""
-    headers = m.headers()
-    timestamp_type, timestamp = m.timestamp()
-    return (f"{m.topic()}\t{m.partition()}\t{m.offset()}\t{_hex(m.key())}\t{_hex(m.value())}\t"
-            f"{_hex(json.dumps(headers_json(headers)).encode()) if headers else NULL}\t"
-            f"{timestamp if timestamp_type else NULL}\n")
+def _escaped(data: bytes | None) -> bytes:
+    """Bytes as a COPY text field; PostgreSQL checks them (UTF-8 for text, JSON for jsonb) on input."""
+    if data is None:
+        return NULL
+    return data.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+
+
+def _headers(headers) -> bytes:
+    # json.dumps escapes every control character and is ASCII: only the backslash needs COPY's escape
+    return json.dumps(headers_json(headers)).encode().replace(b"\\", b"\\\\") if headers else NULL
+
+
+class _Timestamps:
+    """Kafka milliseconds as timestamptz text; the messages of a batch share a few seconds, formatted once each."""
+
+    def __init__(self):
+        self._seconds: dict[int, bytes] = {}
+
+    def __call__(self, timestamp_type: int, ms: int) -> bytes:
+        if not timestamp_type:
+            return NULL
+        seconds, millis = divmod(ms, 1000)
+        text = self._seconds.get(seconds)
+        if text is None:
+            if len(self._seconds) > 4096:
+                self._seconds.clear()
+            text = self._seconds[seconds] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)).encode()
+        return b"%s.%03d+00" % (text, millis)
 
 
 class DatabaseSyncProcessor(BaseProcessor):
@@ -104,14 +127,16 @@ class DatabaseSyncProcessor(BaseProcessor):
 
     def open(self) -> None:
         self._table = sql.SQL(".").join(sql.Identifier(part) for part in self.config["table"].split("."))
-        self._insert = sql.SQL(
-            'INSERT INTO {table} (topic, partition, "offset", key, value, headers, "timestamp") '
-            "SELECT topic, partition, \"offset\", key, {value}, convert_from(headers, 'UTF8')::jsonb, "
-            # no ORDER BY: ON CONFLICT makes the order irrelevant, and a sort per batch costs throughput
-            "CASE WHEN ts IS NULL THEN NULL ELSE to_timestamp(ts / 1000.0) END FROM kcm_stage "
-            "ON CONFLICT DO NOTHING"
-        ).format(table=self._table, value=sql.SQL(_VALUE_EXPR[self.config["value_format"]]))
-        self._pending: list[str] = []
+        self._copy = sql.SQL("COPY {table} (" + COLUMNS + ") FROM STDIN").format(table=self._table)
+        self._stage = sql.SQL(_STAGE_DDL).format(columns=sql.SQL(COLUMNS), table=self._table)
+        # no ORDER BY: ON CONFLICT makes the order irrelevant, and a sort per batch costs throughput
+        self._insert = sql.SQL("INSERT INTO {table} (" + COLUMNS + ") SELECT " + COLUMNS + " FROM kcm_stage "
+                               "ON CONFLICT DO NOTHING").format(table=self._table)
+        self._value = _hex if self.config["value_format"] == "bytea" else _escaped
+        self._timestamp = _Timestamps()
+        self._direct = True  # COPY straight into the target until a batch meets rows already there
+        self._pending: list[bytes] = []
+        self._rows = 0
         self._offsets: dict[tuple[str, int], int] = {}
         self._dsn()  # a missing reference or a SQLite kcm database is a configuration error: fail now
         try:
@@ -158,7 +183,6 @@ class DatabaseSyncProcessor(BaseProcessor):
                     raise FatalError(
                         f"database_sync: table(s) {', '.join(missing)} missing; set create_table: true or run the "
                         f"DDL in docs/delivery.md (python -m processors.database_sync {self.config['table']})")
-                cur.execute(_STAGE_DDL)
             conn.commit()
         except Exception:
             conn.close()
@@ -167,7 +191,11 @@ class DatabaseSyncProcessor(BaseProcessor):
         return conn
 
     def process(self, batch) -> None:
-        self._pending.extend([_copy_line(m) for m in batch])
+        value, timestamp = self._value, self._timestamp
+        self._pending.extend([b"%s\t%d\t%d\t%s\t%s\t%s\t%s\n" % (
+            m.topic().encode(), m.partition(), m.offset(), _hex(m.key()), value(m.value()), _headers(m.headers()),
+            timestamp(*m.timestamp())) for m in batch])
+        self._rows += len(batch)
         if self.config["exactly_once"]:
             for m in batch:  # the batch's last offset per partition is enough; batches arrive in order
                 self._offsets[(m.topic(), m.partition())] = m.offset() + 1
@@ -176,17 +204,22 @@ class DatabaseSyncProcessor(BaseProcessor):
         if not self._pending:
             return
         conn = self._connect()
-        data = "".join(self._pending).encode()
+        data = b"".join(self._pending)
         try:
-            with conn.cursor() as cur:
-                cur.copy_expert("COPY kcm_stage FROM STDIN", io.BytesIO(data))
-                cur.execute(self._insert)
-                if self._offsets:
-                    execute_values(cur, (
-                        "INSERT INTO kcm_offsets (consumer_id, processor_id, topic, partition, next_offset) VALUES %s "
-                        "ON CONFLICT (consumer_id, processor_id, topic, partition) DO UPDATE SET "
-                        "next_offset = GREATEST(kcm_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"),
-                        [(self.consumer_id, self.processor_id, t, p, o) for (t, p), o in self._offsets.items()])
+            if self._direct:
+                try:
+                    self._write(conn, self._copy, data)
+                except psycopg2.errors.UniqueViolation:
+                    conn.rollback()  # rows of this batch are already there: a redelivery
+                    self._direct = False
+                    log.info("database_sync %s: redelivered rows; inserting with ON CONFLICT DO NOTHING until a "
+                             "batch is all new", self.processor_id)
+            if not self._direct:
+                with conn.cursor() as cur:
+                    cur.execute(self._stage)
+                inserted = self._write(conn, sql.SQL("COPY kcm_stage (" + COLUMNS + ") FROM STDIN"), data,
+                                       then=self._insert)
+                self._direct = inserted == self._rows
             conn.commit()
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self._drop_connection()
@@ -199,6 +232,23 @@ class DatabaseSyncProcessor(BaseProcessor):
             raise
         self._pending.clear()
         self._offsets.clear()
+        self._rows = 0
+
+    def _write(self, conn, copy, data: bytes, then=None) -> int:
+        """COPY the batch (then ``then``), and the offsets in the same transaction; the rows ``then`` inserted."""
+        with conn.cursor() as cur:
+            cur.copy_expert(copy, io.BytesIO(data))
+            inserted = -1
+            if then is not None:
+                cur.execute(then)
+                inserted = cur.rowcount
+            if self._offsets:
+                execute_values(cur, (
+                    "INSERT INTO kcm_offsets (consumer_id, processor_id, topic, partition, next_offset) VALUES %s "
+                    "ON CONFLICT (consumer_id, processor_id, topic, partition) DO UPDATE SET "
+                    "next_offset = GREATEST(kcm_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()"),
+                    [(self.consumer_id, self.processor_id, t, p, o) for (t, p), o in self._offsets.items()])
+        return inserted
 
     def committed_offsets(self, partitions):
         if not self.config["exactly_once"]:
@@ -223,6 +273,7 @@ class DatabaseSyncProcessor(BaseProcessor):
     def discard(self) -> None:
         self._pending = []
         self._offsets = {}
+        self._rows = 0
 
     def _rollback(self) -> None:
         try:
