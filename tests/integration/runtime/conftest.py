@@ -123,7 +123,7 @@ class Runtime:
     def heartbeat(self, cid: str, n: int = 0) -> dict[str, str]:
         return decoded(self.redis.hgetall(keys.heartbeat_key(cid, n)))
 
-    def wait_state(self, cid: str, state: str, n: int = 0, timeout: float = 20) -> dict[str, str]:
+    def wait_state(self, cid: str, state: str, n: int = 0, timeout: float = 40) -> dict[str, str]:
         def check():
             fields = self.state(cid, n)
             if fields.get("pid"):

@@ -52,7 +52,7 @@ def test_change_without_command_is_picked_up_by_the_periodic_reconcile(runtime, 
     runtime.start_supervisor()
     runtime.wait_state(cid, "STOPPED")
     runtime.change(cid, desired_state=DesiredState.RUNNING, bump=False)  # a lost command
-    runtime.wait_state(cid, "RUNNING", timeout=20)
+    runtime.wait_state(cid, "RUNNING", timeout=40)
 
 
 def test_same_start_command_ten_times_runs_exactly_one_process(runtime, topic_factory):
