@@ -2,14 +2,21 @@
 
 Every mutating call changes the row and its ``generation`` in one transaction and appends a command to the
 Redis stream only **after** the commit, so the supervisor never wakes up to a change it cannot see yet.
+
+Reads on the hot paths (the list, the status) use SQLAlchemy Core rows, not ORM objects: building and
+tracking ORM instances cost most of a request's CPU (BENCHMARKS.md, API latency).
 """
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from api.schemas.consumers import check_broker_form
@@ -66,9 +73,119 @@ def new_processors(specs: list[dict], consumer_id: uuid.UUID | None = None) -> l
     ]
 
 
+# ---------------------------------------------------------------------- Core reads for the hot paths
+CONSUMERS = Consumer.__table__
+PROCESSORS = DownstreamProcessor.__table__
+# no table has this many rows; an OFFSET beyond it (page=10**20) would overflow SQL's 64-bit integers
+MAX_SQL_OFFSET = 2**53
+PROCESSOR_COLUMNS = [column.label(f"processor_{column.name}") for column in PROCESSORS.c]
+STATE_STATEMENT = select(
+    *(CONSUMERS.c[name] for name in ("id", "status", "desired_state", "generation", "replicas"))
+).where(CONSUMERS.c.id == bindparam("consumer_id"))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _integer(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _utc_iso(value: datetime | None) -> str | None:
+    """As ``UTCDateTime`` dumps it: SQLite hands back naive datetimes that are UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+def consumer_item(row: Row) -> dict:
+    """A consumer row as ``ConsumerOut`` dumps it (processors appended by the caller);
+    tests/integration/api/test_list_fast_path.py pins the equality."""
+    servers = row.bootstrap_servers
+    return {
+        "id": _text(row.id),
+        "broker_ip": _text(row.broker_ip),
+        "broker_port": _integer(row.broker_port),
+        "bootstrap_servers": None if servers is None else [_text(server) for server in servers],
+        "topic": _text(row.topic),
+        "consumer_group": _text(row.consumer_group),
+        "client_id": _text(row.client_id),
+        "replicas": _integer(row.replicas),
+        "auto_offset_reset": _text(row.auto_offset_reset),
+        "security": None if row.security is None else dict(row.security),
+        "downstream_processors": [],
+        "status": None if row.status is None else row.status.value,
+        "desired_state": None if row.desired_state is None else row.desired_state.value,
+        "generation": _integer(row.generation),
+        "created_at": _utc_iso(row.created_at),
+        "updated_at": _utc_iso(row.updated_at),
+    }
+
+
+def processor_item(row: Row) -> dict:
+    """The ``processor_*`` columns of a joined row as ``ProcessorOut`` dumps them."""
+    config = row.processor_config
+    return {
+        "id": _text(row.processor_id),
+        "consumer_id": _text(row.processor_consumer_id),
+        "processor_type": _text(row.processor_processor_type),
+        "config": None if config is None else dict(config),
+        "on_error": _text(row.processor_on_error),
+        "position": _integer(row.processor_position),
+        "created_at": _utc_iso(row.processor_created_at),
+        "updated_at": _utc_iso(row.processor_updated_at),
+    }
+
+
+FILTER_NAMES = ("status", "desired_state", "topic", "consumer_group")
+
+
+@cache
+def list_statements(filter_names: frozenset[str]):
+    """Built once per filter combination (building the statement cost more CPU than running it); values,
+    offset and limit are bound parameters.
+
+    The page statement: the total (a scalar subquery over the same filters, so page and total come from one
+    snapshot) beside the page's consumers, each joined to its processors in pipeline order. The count
+    statement serves an empty page, which carries no total."""
+    conditions = [CONSUMERS.c[name] == bindparam(name) for name in FILTER_NAMES if name in filter_names]
+    count = select(func.count()).select_from(CONSUMERS).where(*conditions)
+    page = (
+        select(CONSUMERS, count.scalar_subquery().label("total"))
+        .where(*conditions)
+        .order_by(CONSUMERS.c.created_at, CONSUMERS.c.id)
+        .offset(bindparam("first_item"))
+        .limit(bindparam("page_size"))
+        .subquery("page")
+    )
+    joined = (
+        select(page, *PROCESSOR_COLUMNS)
+        .select_from(page.outerjoin(PROCESSORS, PROCESSORS.c.consumer_id == page.c.id))
+        .order_by(page.c.created_at, page.c.id, PROCESSORS.c.position, PROCESSORS.c.created_at, PROCESSORS.c.id)
+    )
+    return joined, count
+
+
+def page_items(rows: list[Row]) -> list[dict]:
+    """Fold joined rows (one per processor, or one with NULL processor columns) into consumer dicts."""
+    items: list[dict] = []
+    current = None
+    for row in rows:
+        if current is None or current["id"] != _text(row.id):
+            current = consumer_item(row)
+            items.append(current)
+        if row.processor_id is not None:
+            current["downstream_processors"].append(processor_item(row))
+    return items
+
+
 class ConsumerService:
     def __init__(self, sessions: sessionmaker[Session], publisher: CommandPublisher):
         self.sessions = sessions
+        self.engine = sessions.kw["bind"]  # the Core reads skip the Session's bookkeeping
         self.publisher = publisher
 
     def _reload(self, session: Session, consumer_id: uuid.UUID) -> Consumer:
@@ -81,7 +198,13 @@ class ConsumerService:
         with self.sessions() as session:
             return load_consumer(session, consumer_id)
 
-    def list(self, filters: dict, first_item: int, page_size: int) -> tuple[list[Consumer], int]:
+    def list(self, filters: dict, first_item: int, page_size: int, *, dumped: bool = False
+             ) -> tuple[list[Consumer] | list[dict], int]:
+        """A page of consumers (created_at, id order) and the total over the filters. ``dumped=True`` (the
+        API's list) returns the page as ``ConsumerOut(many=True)`` dumps it, built from Core rows: the ORM
+        objects and their dump cost most of a list request's CPU."""
+        if dumped:
+            return self._list_dumped(filters, first_item, page_size)
         conditions = [getattr(Consumer, name) == value for name, value in filters.items() if value is not None]
         with self.sessions() as session:
             total = session.scalar(select(func.count()).select_from(Consumer).where(*conditions))
@@ -96,6 +219,25 @@ class ConsumerService:
                 .limit(page_size)
             )
             return list(session.scalars(query)), total
+
+    def _list_dumped(self, filters: dict, first_item: int, page_size: int) -> tuple[list[dict], int]:
+        """One Core statement on a plain connection (test_list_fast_path.py pins the equality)."""
+        values = {name: value for name, value in filters.items() if value is not None}
+        page, count = list_statements(frozenset(values))
+        with self.engine.connect() as conn:
+            rows = [] if first_item >= MAX_SQL_OFFSET else conn.execute(
+                page, {**values, "first_item": first_item, "page_size": page_size}).all()
+            if not rows:  # no consumers, or a page past the end
+                return [], conn.execute(count, values).scalar_one()
+        return page_items(rows), rows[0].total
+
+    def get_state(self, consumer_id: uuid.UUID) -> Row:
+        """The columns the status needs (id, status, desired_state, generation, replicas), without processors."""
+        with self.engine.connect() as conn:
+            row = conn.execute(STATE_STATEMENT, {"consumer_id": consumer_id}).one_or_none()
+        if row is None:
+            raise NotFound(f"consumer {consumer_id} not found")
+        return row
 
     # ------------------------------------------------------------------ writes
     def create(self, data: dict) -> Consumer:

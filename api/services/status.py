@@ -9,6 +9,7 @@ import json
 from datetime import UTC, datetime
 
 import redis
+from sqlalchemy.engine import Row
 
 from api.services.errors import Unavailable
 from schema import keys
@@ -95,7 +96,9 @@ class StatusService:
     def __init__(self, client: redis.Redis):
         self.client = client
 
-    def status(self, consumer: Consumer) -> dict:
+    def status(self, consumer: Consumer | Row) -> dict:
+        """``consumer``: anything with id, status, desired_state, generation and replicas (an ORM object or a
+        Core row from ``ConsumerService.get_state``)."""
         count = consumer.replicas
         try:
             pipe = self.client.pipeline(transaction=False)

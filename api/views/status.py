@@ -19,4 +19,4 @@ class ConsumerStatusView(MethodView):
     def get(self, consumer_id):
         """Status (ACTIVE|INACTIVE|ERROR), the supervisor's state, and per-replica process details"""
         kcm = services()
-        return kcm.status.status(kcm.consumers.get(consumer_id))
+        return kcm.status.status(kcm.consumers.get_state(consumer_id))
