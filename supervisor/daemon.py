@@ -161,6 +161,7 @@ class Supervisor:
         self._swept = True
         for cid, n in stale:
             log.info("ReplicaRemoved consumer=%s replica=%s reason=gone-while-supervisor-was-down", cid, n)
+        self._purge_dead_letters({cid for cid, _n in stale if cid not in desired})
 
     # ------------------------------------------------------------------ one tick
     def step(self) -> None:
@@ -226,6 +227,26 @@ class Supervisor:
             del self.replicas[key]
             self.published.pop(key, None)
             log.info("ReplicaRemoved consumer=%s replica=%s", *key)
+        deleted = {cid for cid, _n in gone if cid not in self.consumers}
+        self._purge_dead_letters({cid for cid in deleted if not any(k[0] == cid for k in self.replicas)})
+
+    def _purge_dead_letters(self, consumer_ids: set[str]) -> None:
+        """A deleted consumer's dead letters, once its last worker is gone: the API purged them at the
+        delete, but a worker still stopping then could dead-letter one more message."""
+        if not consumer_ids:
+            return
+        from processors.dead_letter_store import DeadLetterStore
+
+        store = DeadLetterStore(self.redis.client)
+        for cid in sorted(consumer_ids):
+            try:
+                count = store.purge(cid)
+            except redis.RedisError as exc:
+                log.warning("DeadLetterPurgeFailed consumer=%s: %s; its dead letters stay in rq", cid,
+                            type(exc).__name__)
+                continue
+            if count:
+                log.info("DeadLettersPurged consumer=%s count=%s reason=late-after-delete", cid, count)
 
     def _write_statuses(self) -> None:
         # one pass over the replicas, not one per consumer: hundreds of stopped consumers stay cheap
