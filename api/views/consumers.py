@@ -1,14 +1,57 @@
 """/consumers/ and /consumers/{id}/: create, list (paginated, filtered), read, partial update, delete."""
 from __future__ import annotations
 
+import flask_smorest
 from flask import current_app, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
+from flask_smorest.pagination import PaginationMetadataSchema
+from marshmallow import Schema
+from webargs.flaskparser import FlaskParser
 
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, ConsumerQuery
 from api.views.dead_letters import purge_for_deleted_consumer
+
+
+class SchemaReusingParser(FlaskParser):
+    """webargs instantiates a schema *class* on every request (the list's query and pagination schemas were
+    ~0.4 ms of its CPU); one instance per class serves every request (loading keeps no state on it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._instances: dict[type, Schema] = {}
+
+    def _get_schema(self, argmap, req):
+        if isinstance(argmap, type) and issubclass(argmap, Schema):
+            if argmap not in self._instances:
+                self._instances[argmap] = argmap()
+            return self._instances[argmap]
+        return super()._get_schema(argmap, req)
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint without its per-request schema instantiation (same parsing, same output)."""
+
+    ARGUMENTS_PARSER = SchemaReusingParser()
+    PAGINATION_ARGUMENTS_PARSER = SchemaReusingParser()
+    _PAGINATION_METADATA = PaginationMetadataSchema()
+
+    @classmethod
+    def _make_pagination_metadata(cls, page, page_size, item_count):
+        """flask-smorest's computation, dumped by one schema instance instead of a new one per request."""
+        metadata = {"total": item_count, "total_pages": 0}
+        if item_count:
+            last_page = (item_count - 1) // page_size + 1
+            metadata.update(total_pages=last_page, first_page=1, last_page=last_page)
+            if page <= last_page:
+                metadata["page"] = page
+                if page > 1:
+                    metadata["previous_page"] = page - 1
+                if page < last_page:
+                    metadata["next_page"] = page + 1
+        return cls._PAGINATION_METADATA.dump(metadata)
+
 
 blp = Blueprint("consumers", __name__, url_prefix="/consumers", description="Consumer management")
 
