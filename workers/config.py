@@ -17,6 +17,9 @@ REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
 # librdkafka >= 2.2 waits 1000 ms by default before re-fetching a drained queue, which caps throughput
 FETCH_QUEUE_BACKOFF_MS = 10
 QUEUED_MIN_MESSAGES = 20_000
+# a replica joining or leaving moves only the partitions that change owner; the others keep flowing (eager
+# assignment stops every member of the group for each rebalance). Kafka >= 2.4.
+ASSIGNMENT_STRATEGY = "cooperative-sticky"
 
 
 class ConsumerConfigError(ValueError):
@@ -61,6 +64,7 @@ def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, 
         "auto.commit.interval.ms": 1000,
         "auto.offset.reset": spec.auto_offset_reset,
         "enable.partition.eof": False,
+        "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
         "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "queued.min.messages": max(QUEUED_MIN_MESSAGES, settings.batch_size * 2),
         "session.timeout.ms": 10_000,
@@ -71,6 +75,11 @@ def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, 
     if error_cb is not None:
         config["error_cb"] = error_cb
     return config
+
+
+def is_cooperative(config: Mapping[str, object]) -> bool:
+    """Whether rebalances hand out partitions incrementally (``incremental_assign``) or all at once."""
+    return "cooperative" in str(config.get("partition.assignment.strategy", ""))
 
 
 def redacted_config(config: Mapping[str, object]) -> dict:

@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from processors.base import FatalError
 from processors.pipeline import Pipeline
 from schema.states import EXIT_CONFIG, EXIT_OK
+from workers.config import is_cooperative
 from workers.heartbeat import WorkerStatus
 
 log = logging.getLogger("kcm.worker")
@@ -46,6 +47,7 @@ class Runner:
         self._last_logged: dict[str, float] = {}
         self._auth_error = ""
         config = dict(config, error_cb=self._on_kafka_error)
+        self._incremental = is_cooperative(config)
         self.consumer = Consumer(config)
 
     # ------------------------------------------------------------------ callbacks (main thread, inside consume)
@@ -72,7 +74,7 @@ class Runner:
             for tp in partitions:
                 if (tp.topic, tp.partition) in resume:
                     tp.offset = resume[(tp.topic, tp.partition)]
-            consumer.assign(partitions)
+            (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
         self.status.partitions = sorted({*self.status.partitions, *(f"{tp.topic}:{tp.partition}" for tp in partitions)})
         log.info("PartitionsAssigned consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
                  ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions))

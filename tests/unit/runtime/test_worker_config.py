@@ -5,7 +5,7 @@ import pytest
 
 from schema.settings import Settings
 from schema.spec import WorkerSpec
-from workers.config import ConsumerConfigError, consumer_config, redacted_config, resolve_references
+from workers.config import ConsumerConfigError, consumer_config, is_cooperative, redacted_config, resolve_references
 
 
 def spec(**overrides) -> WorkerSpec:
@@ -24,6 +24,12 @@ def test_consumer_config_stores_offsets_only_after_delivery():
     assert config["auto.offset.reset"] == "earliest"
     assert config["client.id"] == "kcm-c1-2"
     assert config["fetch.queue.backoff.ms"] <= 10  # librdkafka >= 2.2 defaults to 1000 ms
+
+
+def test_rebalances_are_cooperative_by_default_and_a_consumer_can_choose_otherwise():
+    assert is_cooperative(consumer_config(spec(), SETTINGS, {}))  # a joining replica stops nobody
+    eager = consumer_config(spec(security={"partition.assignment.strategy": "range,roundrobin"}), SETTINGS, {})
+    assert eager["partition.assignment.strategy"] == "range,roundrobin" and not is_cooperative(eager)
 
 
 def test_env_and_file_references_resolve(tmp_path):
