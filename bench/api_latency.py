@@ -2,15 +2,16 @@
 ``GET /consumers/`` and ``GET /consumers/{id}/status/``; floor: the same gunicorn serving fixed bytes."""
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
 from bench.api_client import KcmClient
 from bench.harness import wait_until
 from bench.loadgen import load
-from bench.procfs import cpu_seconds
+from bench.procfs import cpu_of, cpu_seconds
 from bench.results import Result, Target, fmt
-from bench.stack import Service, free_port
+from bench.stack import Service, free_port, libpq_dsn
 from bench.stats import median, ratio
 
 WARMUP_SECONDS = 2
@@ -44,19 +45,64 @@ def insert_consumers(h, count: int) -> tuple[list[str], object]:
     return [str(i) for i in ids], delete
 
 
-def _measure(h, hostport: str, paths: list[str], label: str) -> dict:
+def children_of(pid: int) -> list[int]:
+    """The gunicorn workers: the processes whose parent is the master."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    if int(fh.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def database_backends(database_url: str) -> list[int]:
+    """PostgreSQL's backend processes serving the bench database (the API's pooled connections, the
+    supervisor's); readable in /proc when the server runs on this machine, as `make services` starts it."""
+    import psycopg2
+
+    with psycopg2.connect(libpq_dsn(database_url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()")
+        pids = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return pids
+
+
+def _cpu_ms_per_request(pids: list[int], before: dict[int, float], requests: int) -> float | None:
+    """CPU the processes spent per request over a run; None when none of them could be read."""
+    after = cpu_of(pids)
+    spent = sum(after[pid] - before[pid] for pid in after if pid in before)
+    return spent * 1000 / requests if requests and any(pid in before for pid in after) else None
+
+
+def _measure(h, hostport: str, paths: list[str], label: str, server_pid: int, database: bool = True) -> dict:
+    """Runs of C clients for S seconds; besides latency, the CPU per request of the server's workers and of
+    the PostgreSQL backends (CPU is the resource that runs out: the figure a busy machine disturbs least)."""
     tool = getattr(h.args, "load_generator", "auto")
     load(hostport, paths, h.args.api_clients, WARMUP_SECONDS, tool=tool)
+    workers = children_of(server_pid)
+    backends = database_backends(h.env.database_url) if database else []
     per_run = []
     for run in range(h.args.runs):
+        workers_before, backends_before = cpu_of(workers), cpu_of(backends)
         figures = load(hostport, paths, h.args.api_clients, h.args.api_seconds, tool=tool)
+        figures["app_cpu_ms_per_request"] = _cpu_ms_per_request(workers, workers_before, figures["requests"])
+        figures["db_cpu_ms_per_request"] = (_cpu_ms_per_request(backends, backends_before, figures["requests"])
+                                            if database else None)
         print(f"  {label} run {run + 1}/{h.args.runs}: {figures['requests_per_s']:.0f} req/s, p50 "
               f"{figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms, errors {figures['errors']} "
-              f"({figures['tool']})")
+              f"({figures['tool']}); CPU per request: workers {fmt(figures['app_cpu_ms_per_request'], 2, ' ms')}"
+              f", PostgreSQL {fmt(figures['db_cpu_ms_per_request'], 2, ' ms')}")
         per_run.append(figures)
+    cpu = {k: median([r[k] for r in per_run]) if all(r[k] is not None for r in per_run) else None
+           for k in ("app_cpu_ms_per_request", "db_cpu_ms_per_request")}
     return {"runs": per_run, **{k: median([r[k] for r in per_run])
                                 for k in ("requests_per_s", "p50_ms", "p95_ms", "p99_ms")},
-            "errors": sum(r["errors"] for r in per_run), "tool": per_run[0]["tool"]}
+            **cpu, "errors": sum(r["errors"] for r in per_run), "tool": per_run[0]["tool"]}
 
 
 def api_latency(h) -> Result:
@@ -65,8 +111,9 @@ def api_latency(h) -> Result:
     hostport = stack.client.hostport
     # the supervisor reconciles these rows too (all stopped): its CPU shares the cores with the API
     supervisor_cpu_before, clock_before = cpu_seconds(stack.supervisor.pid), time.monotonic()
-    listing = _measure(h, hostport, ["/consumers/"], "GET /consumers/")
-    status = _measure(h, hostport, [f"/consumers/{cid}/status/" for cid in ids], "GET /consumers/{id}/status/")
+    listing = _measure(h, hostport, ["/consumers/"], "GET /consumers/", stack.api.pid)
+    status = _measure(h, hostport, [f"/consumers/{cid}/status/" for cid in ids], "GET /consumers/{id}/status/",
+                      stack.api.pid)
     supervisor_pct = ((cpu_seconds(stack.supervisor.pid) - supervisor_cpu_before)
                       / (time.monotonic() - clock_before) * 100)
     # one client: the service time without queueing, to read the concurrent figures against (Little's law)
@@ -85,23 +132,24 @@ def api_latency(h) -> Result:
                     h.env.kcm_environ(**{BODY_ENV: str(body_path)}), h.env.workdir / "logs" / "floor.log")
     h.cleanup.push("stop the floor app", lambda: floor.stop(10))
     wait_until(KcmClient(f"127.0.0.1:{port}").ready, 30, interval=0.1, what="floor app ready")
-    base = _measure(h, f"127.0.0.1:{port}", ["/consumers/"], "floor (fixed bytes)")
+    base = _measure(h, f"127.0.0.1:{port}", ["/consumers/"], "floor (fixed bytes)", floor.pid, database=False)
     floor.stop(10)
     delete_consumers()  # now, not at the end of the run: later benchmarks measure their own consumers only
 
-    rows = [[name, fmt(r["requests_per_s"], 0), fmt(r["p50_ms"], 1, "ms"), fmt(r["p99_ms"], 1, "ms"), str(r["errors"])]
+    rows = [[name, fmt(r["requests_per_s"], 0), fmt(r["p50_ms"], 1, "ms"), fmt(r["p99_ms"], 1, "ms"), str(r["errors"]),
+             fmt(r.get("app_cpu_ms_per_request"), 2, "ms"), fmt(r.get("db_cpu_ms_per_request"), 2, "ms")]
             for name, r in (("GET /consumers/", listing), ("GET /consumers/{id}/status/", status),
                             ("floor: Flask returning fixed bytes", base),
                             ("GET /consumers/ with 1 client (no queueing)", single))]
     value = ratio(listing["p99_ms"], base["p99_ms"])
-    rows.append(["list p99 kcm ÷ floor", fmt(value, 2), "", "", ""])
+    rows.append(["list p99 kcm ÷ floor", fmt(value, 2), "", "", "", "", ""])
     rows.append([f"supervisor CPU meanwhile ({h.args.api_consumers} stopped consumers)",
-                 f"{fmt(supervisor_pct, 1)} % of a core", "", "", ""])
+                 f"{fmt(supervisor_pct, 1)} % of a core", "", "", "", "", ""])
     return Result(
         name="api_latency", title="API latency", baseline="the same gunicorn serving a Flask view of fixed bytes",
         params={"consumers": h.args.api_consumers, "clients": h.args.api_clients, "seconds": h.args.api_seconds,
                 "gunicorn_workers": h.args.web_workers, "load_generator": listing["tool"]},
-        columns=["endpoint", "req/s", "p50", "p99", "errors"], rows=rows,
+        columns=["endpoint", "req/s", "p50", "p99", "errors", "workers CPU/req", "PostgreSQL CPU/req"], rows=rows,
         figures={"list": {k: v for k, v in listing.items() if k != "runs"},
                  "status": {k: v for k, v in status.items() if k != "runs"},
                  "floor": {k: v for k, v in base.items() if k != "runs"},
@@ -113,6 +161,9 @@ def api_latency(h) -> Result:
         notes=["gunicorn as in the Procfile (sync workers; each request on a new connection). The list is the "
                "first page at flask-smorest's default page size (10) with the X-Pagination total over all rows.",
                "Status requests pick a random one of the consumers (all stopped: two Redis hashes per replica).",
+               "CPU/req: utime + stime of the gunicorn workers and of PostgreSQL's backends serving the bench "
+               "database (/proc, so PostgreSQL must run on this machine), over each run, divided by its requests; "
+               "the load generator and the kernel's network work come on top.",
                "Load generator, server, PostgreSQL and Redis share the machine's cores.",
                f"With C clients always waiting on a reply, latency ≈ C ÷ throughput (Little's law): p99 < 25 ms "
                f"with {h.args.api_clients} clients needs well over {h.args.api_clients / 0.025:,.0f} req/s from this "
