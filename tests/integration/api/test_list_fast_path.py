@@ -150,3 +150,28 @@ def test_status_reads_the_consumer_without_its_processors_and_still_404s(client,
     assert body["id"] == consumer["id"] and body["status"] == "INACTIVE" and body["desired_state"] == "stopped"
     assert body["generation"] == 1 and [r["replica"] for r in body["replicas"]] == [0, 1]
     assert client.get("/consumers/00000000-0000-0000-0000-000000000000/status/").status_code == 404
+
+
+def test_pagination_metadata_is_flask_smorests_own():
+    import flask_smorest
+
+    from api.views.consumers import Blueprint
+
+    for item_count in (0, 1, 9, 10, 11, 500):
+        for page_size in (1, 3, 10, 100):
+            for page in (1, 2, 3, 50, 51, 10**6):
+                ours = Blueprint._make_pagination_metadata(page, page_size, item_count)
+                theirs = flask_smorest.Blueprint._make_pagination_metadata(page, page_size, item_count)
+                assert ours == theirs and list(ours) == list(theirs), (page, page_size, item_count)
+
+
+def test_argument_schemas_are_reused_across_requests(client, create_consumer):
+    from api.views.consumers import blp
+
+    create_consumer(topic="reuse")
+    for _ in range(3):
+        assert client.get("/consumers/?topic=reuse").json[0]["topic"] == "reuse"
+    assert client.get("/consumers/?status=SLEEPING").status_code == 422  # validation still runs every time
+    instances = blp.ARGUMENTS_PARSER._instances
+    assert set(type(schema).__name__ for schema in instances.values()) >= {"ConsumerQuery", "ConsumerIn"}
+    assert all(type(schema) is cls for cls, schema in instances.items())
