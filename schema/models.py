@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, String, Uuid
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -73,3 +73,13 @@ class DownstreamProcessor(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     consumer: Mapped[Consumer] = relationship(back_populates="downstream_processors")
+
+
+class ChangeCounter(Base):
+    """One row (id 1) whose ``version`` database triggers move on every write to consumers or
+    downstream_processors, whoever writes (migration 0004): the API's list cache keys on it."""
+
+    __tablename__ = "kcm_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)

@@ -8,7 +8,10 @@ tracking ORM instances cost most of a request's CPU (BENCHMARKS.md, API latency)
 """
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -21,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from api.schemas.consumers import check_broker_form
 from api.services.commands import CommandPublisher
 from api.services.errors import Invalid, NotFound
-from schema.models import Consumer, DownstreamProcessor
+from schema.models import ChangeCounter, Consumer, DownstreamProcessor
 from schema.states import CommandAction, DesiredState
 
 
@@ -83,6 +86,8 @@ CONSUMER_FIELDS = ("id", "broker_ip", "broker_port", "bootstrap_servers", "topic
                    "created_at", "updated_at")
 PROCESSOR_FIELDS = ("id", "consumer_id", "processor_type", "config", "on_error", "position", "created_at",
                     "updated_at")
+# moved by database triggers in the same commit as any write to consumers or processors (migration 0004)
+VERSION_STATEMENT = select(ChangeCounter.__table__.c.version).where(ChangeCounter.__table__.c.id == 1)
 STATE_STATEMENT = select(
     *(CONSUMERS.c[name] for name in ("id", "status", "desired_state", "generation", "replicas"))
 ).where(CONSUMERS.c.id == bindparam("consumer_id"))
@@ -180,11 +185,56 @@ def page_items(rows: list[Row]) -> list[dict]:
     return items
 
 
+class RenderedPageCache:
+    """Bounded, thread-safe LRU of rendered list pages (whatever the caller's ``render`` made, with its size in
+    bytes). Keys start with the change version: a write makes every older entry unreachable, and the first key
+    of a new version empties the cache so dead pages do not sit in memory."""
+
+    def __init__(self, max_entries: int = 256, max_bytes: int = 8 * 2**20):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._entries: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
+        self._bytes = 0
+        self._version: object = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def get(self, key: tuple) -> object | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            self._entries.move_to_end(key)
+            return found[0]
+
+    def put(self, key: tuple, value: object, size: int) -> None:
+        if size > self.max_bytes:
+            return
+        with self._lock:
+            if key[0] != self._version:
+                self._entries.clear()
+                self._bytes, self._version = 0, key[0]
+            previous = self._entries.pop(key, None)
+            if previous is not None:
+                self._bytes -= previous[1]
+            self._entries[key] = (value, size)
+            self._bytes += size
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                _key, (_value, evicted) = self._entries.popitem(last=False)
+                self._bytes -= evicted
+
+
 class ConsumerService:
     def __init__(self, sessions: sessionmaker[Session], publisher: CommandPublisher):
         self.sessions = sessions
         self.engine = sessions.kw["bind"]  # the Core reads skip the Session's bookkeeping
         self.publisher = publisher
+        self.page_cache = RenderedPageCache()
 
     def _reload(self, session: Session, consumer_id: uuid.UUID) -> Consumer:
         session.flush()
@@ -196,12 +246,14 @@ class ConsumerService:
         with self.sessions() as session:
             return load_consumer(session, consumer_id)
 
-    def list(self, filters: dict, first_item: int, page_size: int, *, dumped: bool = False
+    def list(self, filters: dict, first_item: int, page_size: int, *, dumped: bool = False, connection=None
              ) -> tuple[list[Consumer] | list[dict], int]:
         """A page of consumers (created_at, id order) and the total over the filters. ``dumped=True`` (the
         API's list) returns the page as ``ConsumerOut(many=True)`` dumps it, built from Core rows: the ORM
-        objects and their dump cost most of a list request's CPU."""
+        objects and their dump cost most of a list request's CPU; it reads on ``connection`` when given."""
         if dumped:
+            if connection is not None:
+                return self._read_page(connection, filters, first_item, page_size)
             return self._list_dumped(filters, first_item, page_size)
         conditions = [getattr(Consumer, name) == value for name, value in filters.items() if value is not None]
         with self.sessions() as session:
@@ -220,14 +272,39 @@ class ConsumerService:
 
     def _list_dumped(self, filters: dict, first_item: int, page_size: int) -> tuple[list[dict], int]:
         """One Core statement on a plain connection (test_list_fast_path.py pins the equality)."""
+        with self.engine.connect() as conn:
+            return self._read_page(conn, filters, first_item, page_size)
+
+    @staticmethod
+    def _read_page(conn, filters: dict, first_item: int, page_size: int) -> tuple[list[dict], int]:
         values = {name: value for name, value in filters.items() if value is not None}
         page, count = list_statements(frozenset(values))
-        with self.engine.connect() as conn:
-            rows = [] if first_item >= MAX_SQL_OFFSET else conn.execute(
-                page, {**values, "first_item": first_item, "page_size": page_size}).all()
-            if not rows:  # no consumers, or a page past the end
-                return [], conn.execute(count, values).scalar_one()
+        rows = [] if first_item >= MAX_SQL_OFFSET else conn.execute(
+            page, {**values, "first_item": first_item, "page_size": page_size}).all()
+        if not rows:  # no consumers, or a page past the end
+            return [], conn.execute(count, values).scalar_one()
         return page_items(rows), rows[0].total
+
+    def list_rendered(self, filters: dict, first_item: int, page_size: int,
+                      render: Callable[[list[dict], int], tuple[object, int]]) -> object:
+        """The page as ``render(items, total)`` made it, from the cache when nothing changed since.
+
+        The version is read *before* the page, each in its own snapshot (autocommit: no BEGIN/ROLLBACK round
+        trips either), so a cached page is never older than its key: a write commits its rows and its version
+        bump together, and a request that reads the new version cannot find the page under it until one was
+        read after that commit. ``render`` returns the rendered value and its size in bytes (the cache's
+        bound). No version (the row was truncated away) means no caching."""
+        values = tuple(sorted((name, value) for name, value in filters.items() if value is not None))
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            version = conn.execute(VERSION_STATEMENT).scalar_one_or_none()
+            key = (version, values, first_item, page_size)
+            if version is not None and (rendered := self.page_cache.get(key)) is not None:
+                return rendered
+            items, total = self.list(dict(values), first_item, page_size, dumped=True, connection=conn)
+        rendered, size = render(items, total)
+        if version is not None:
+            self.page_cache.put(key, rendered, size)
+        return rendered
 
     def get_state(self, consumer_id: uuid.UUID) -> Row:
         """The columns the status needs (id, status, desired_state, generation, replicas), without processors."""

@@ -1,12 +1,16 @@
 """/consumers/ and /consumers/{id}/: create, list (paginated, filtered), read, partial update, delete."""
 from __future__ import annotations
 
+import json
+from typing import NamedTuple
+
 import flask_smorest
 from flask import current_app, url_for
 from flask.views import MethodView
 from flask_smorest.pagination import PaginationMetadataSchema
 from marshmallow import Schema
 from webargs.flaskparser import FlaskParser
+from werkzeug.wrappers import Response
 
 from api.context import services
 from api.schemas.common import ErrorSchema
@@ -52,6 +56,21 @@ class Blueprint(flask_smorest.Blueprint):
                     metadata["next_page"] = page + 1
         return cls._PAGINATION_METADATA.dump(metadata)
 
+    def _set_pagination_metadata(self, page_params, result, headers):
+        """A cached list page carries the header it was rendered with (the same text flask-smorest makes)."""
+        if isinstance(result, Response) and self.PAGINATION_HEADER_NAME in result.headers:
+            return result, headers
+        return super()._set_pagination_metadata(page_params, result, headers)
+
+
+class RenderedPage(NamedTuple):
+    """A list page as the client receives it, kept by ConsumerService's page cache (never a Response: a
+    Response is mutable and per request)."""
+
+    body: bytes
+    pagination_header: str
+    total: int
+
 
 blp = Blueprint("consumers", __name__, url_prefix="/consumers", description="Consumer management")
 
@@ -74,13 +93,20 @@ class ConsumerCollection(MethodView):
     @blp.paginate()
     def get(self, filters, pagination_parameters):
         """List consumers (paginated; X-Pagination header), filtered by status, desired_state, topic, group"""
-        items, total = services().consumers.list(
-            filters, pagination_parameters.first_item, pagination_parameters.page_size, dumped=True
-        )
-        pagination_parameters.item_count = total
-        # the items already are ConsumerOut's dump (pinned by test_list_fast_path.py): a Response skips
-        # the per-item marshmallow dump; the schema above still documents the body
-        return current_app.json.response(items)
+        page, page_size = pagination_parameters.page, pagination_parameters.page_size
+
+        def render(items: list[dict], total: int) -> tuple[RenderedPage, int]:
+            # the items already are ConsumerOut's dump (pinned by test_list_fast_path.py): a Response skips
+            # the per-item marshmallow dump; the schema above still documents the body
+            body = current_app.json.response(items).get_data()
+            header = json.dumps(blp._make_pagination_metadata(page, page_size, total))  # as flask-smorest does
+            return RenderedPage(body, header, total), len(body) + len(header)
+
+        rendered = services().consumers.list_rendered(filters, pagination_parameters.first_item, page_size, render)
+        pagination_parameters.item_count = rendered.total
+        response = current_app.response_class(rendered.body, mimetype=current_app.json.mimetype)
+        response.headers[blp.PAGINATION_HEADER_NAME] = rendered.pagination_header
+        return response
 
     @blp.arguments(ConsumerIn, example=CREATE_EXAMPLE)
     @blp.response(201, ConsumerOut, headers={"Location": {"description": "URL of the new consumer",
