@@ -5,8 +5,10 @@ drops ids whose job expired (rq's failed TTL) from the index.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
@@ -89,6 +91,17 @@ class DeadLetterStore:
             job.delete()  # also takes it off the queue and out of rq's scheduled/failed registries
         self.redis.delete(index)
         return len(jobs)
+
+    def purge_logged(self, consumer_id, log: logging.Logger, reason: str) -> None:
+        """``purge``, best effort: a Redis that is down leaves the dead letters in rq, and says so."""
+        try:
+            count = self.purge(consumer_id)
+        except redis.RedisError as exc:
+            log.warning("DeadLetterPurgeFailed consumer=%s: %s; its dead letters stay in rq", consumer_id,
+                        type(exc).__name__)
+            return
+        if count:
+            log.info("DeadLettersPurged consumer=%s count=%s reason=%s", consumer_id, count, reason)
 
     def _job(self, consumer_id, dl_id: str) -> Job | None:
         index = keys.dead_letter_index(consumer_id)

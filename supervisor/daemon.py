@@ -239,14 +239,7 @@ class Supervisor:
 
         store = DeadLetterStore(self.redis.client)
         for cid in sorted(consumer_ids):
-            try:
-                count = store.purge(cid)
-            except redis.RedisError as exc:
-                log.warning("DeadLetterPurgeFailed consumer=%s: %s; its dead letters stay in rq", cid,
-                            type(exc).__name__)
-                continue
-            if count:
-                log.info("DeadLettersPurged consumer=%s count=%s reason=late-after-delete", cid, count)
+            store.purge_logged(cid, log, reason="late-after-delete")
 
     def _write_statuses(self) -> None:
         # one pass over the replicas, not one per consumer: hundreds of stopped consumers stay cheap

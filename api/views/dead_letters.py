@@ -65,14 +65,7 @@ def _store() -> DeadLetterStore:
 
 def purge_for_deleted_consumer(consumer_id) -> None:
     """Best effort, after the delete committed: a Redis that is down leaves the dead letters in rq (logged)."""
-    try:
-        count = _store().purge(consumer_id)
-    except redis.RedisError as exc:
-        log.warning("DeadLetterPurgeFailed consumer=%s: %s; its dead letters stay in rq", consumer_id,
-                    type(exc).__name__)
-        return
-    if count:
-        log.info("DeadLettersPurged consumer=%s count=%s", consumer_id, count)
+    _store().purge_logged(consumer_id, log, reason="consumer-deleted")
 
 
 def _checked(consumer_id) -> DeadLetterStore:
