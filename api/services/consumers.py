@@ -19,6 +19,7 @@ from functools import cache
 from marshmallow import ValidationError
 from sqlalchemy import String, bindparam, func, select, type_coerce
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from api.schemas.consumers import check_broker_form
@@ -289,13 +290,24 @@ class ConsumerService:
                       render: Callable[[list[dict], int], tuple[object, int]]) -> object:
         """The page as ``render(items, total)`` made it, from the cache when nothing changed since.
 
-        The version is read *before* the page, each in its own snapshot (autocommit: no BEGIN/ROLLBACK round
-        trips either), so a cached page is never older than its key: a write commits its rows and its version
-        bump together, and a request that reads the new version cannot find the page under it until one was
-        read after that commit. ``render`` returns the rendered value and its size in bytes (the cache's
-        bound). No version (the row was truncated away) means no caching."""
+        The version is read *before* the page, on the same connection (READ COMMITTED: each statement sees
+        what was committed when it started), so a cached page is never older than its key: a write commits its
+        rows and its version bump together, and a request that reads the new version cannot find a page under
+        it that was read before that commit. ``render`` returns the rendered value and its size in bytes (the
+        cache's bound). No version (the row was deleted or truncated away) means no caching."""
+        try:
+            return self._list_rendered(filters, first_item, page_size, render)
+        except DBAPIError as exc:
+            # a pooled connection the server dropped (restart, killed backend) within schema.db's idle-ping
+            # window: the pool was just invalidated, and a read is safe to run again on a fresh connection
+            if not exc.connection_invalidated:
+                raise
+            return self._list_rendered(filters, first_item, page_size, render)
+
+    def _list_rendered(self, filters: dict, first_item: int, page_size: int,
+                       render: Callable[[list[dict], int], tuple[object, int]]) -> object:
         values = tuple(sorted((name, value) for name, value in filters.items() if value is not None))
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with self.engine.connect() as conn:
             version = conn.execute(VERSION_STATEMENT).scalar_one_or_none()
             key = (version, values, first_item, page_size)
             if version is not None and (rendered := self.page_cache.get(key)) is not None:
