@@ -8,10 +8,8 @@ tracking ORM instances cost most of a request's CPU (BENCHMARKS.md, API latency)
 """
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -25,7 +23,8 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from api.schemas.consumers import check_broker_form
 from api.services.commands import CommandPublisher
 from api.services.errors import Invalid, NotFound
-from schema.models import ChangeCounter, Consumer, DownstreamProcessor
+from api.services.page_cache import RenderedPageCache, read_change_version
+from schema.models import Consumer, DownstreamProcessor
 from schema.states import CommandAction, DesiredState
 
 
@@ -87,8 +86,6 @@ CONSUMER_FIELDS = ("id", "broker_ip", "broker_port", "bootstrap_servers", "topic
                    "created_at", "updated_at")
 PROCESSOR_FIELDS = ("id", "consumer_id", "processor_type", "config", "on_error", "position", "created_at",
                     "updated_at")
-# moved by database triggers in the same commit as any write to consumers or processors (migration 0004)
-VERSION_STATEMENT = select(ChangeCounter.__table__.c.version).where(ChangeCounter.__table__.c.id == 1)
 STATE_STATEMENT = select(
     *(CONSUMERS.c[name] for name in ("id", "status", "desired_state", "generation", "replicas"))
 ).where(CONSUMERS.c.id == bindparam("consumer_id"))
@@ -186,50 +183,6 @@ def page_items(rows: list[Row]) -> list[dict]:
     return items
 
 
-class RenderedPageCache:
-    """Bounded, thread-safe LRU of rendered list pages (whatever the caller's ``render`` made, with its size in
-    bytes). Keys start with the change version: a write makes every older entry unreachable, and the first key
-    of a new version empties the cache so dead pages do not sit in memory."""
-
-    def __init__(self, max_entries: int = 256, max_bytes: int = 8 * 2**20):
-        self.max_entries, self.max_bytes = max_entries, max_bytes
-        self._entries: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
-        self._bytes = 0
-        self._version: object = None
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
-    def get(self, key: tuple) -> object | None:
-        with self._lock:
-            found = self._entries.get(key)
-            if found is None:
-                return None
-            self._entries.move_to_end(key)
-            return found[0]
-
-    def put(self, key: tuple, value: object, size: int) -> None:
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            if key[0] != self._version:
-                self._entries.clear()
-                self._bytes, self._version = 0, key[0]
-            previous = self._entries.pop(key, None)
-            if previous is not None:
-                self._bytes -= previous[1]
-            self._entries[key] = (value, size)
-            self._bytes += size
-            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
-                _key, (_value, evicted) = self._entries.popitem(last=False)
-                self._bytes -= evicted
-
-
 class ConsumerService:
     def __init__(self, sessions: sessionmaker[Session], publisher: CommandPublisher):
         self.sessions = sessions
@@ -290,16 +243,16 @@ class ConsumerService:
                       render: Callable[[list[dict], int], tuple[object, int]]) -> object:
         """The page as ``render(items, total)`` made it, from the cache when nothing changed since.
 
-        The version is read *before* the page, on the same connection (READ COMMITTED: each statement sees
-        what was committed when it started), so a cached page is never older than its key: a write commits its
-        rows and its version bump together, and a request that reads the new version cannot find a page under
-        it that was read before that commit. ``render`` returns the rendered value and its size in bytes (the
-        cache's bound). No version (the row was deleted or truncated away) means no caching."""
+        The version is read *before* the page (READ COMMITTED, or autocommit: each statement sees what was
+        committed when it started), so a cached page is never older than its key: a write commits its rows and
+        its version bump together, and a request that reads the new version cannot find a page under it that
+        was read before that commit. ``render`` returns the rendered value and its size in bytes (the cache's
+        bound). No version (the row was deleted or truncated away) means no caching."""
         try:
             return self._list_rendered(filters, first_item, page_size, render)
         except DBAPIError as exc:
             # a pooled connection the server dropped (restart, killed backend) within schema.db's idle-ping
-            # window: the pool was just invalidated, and a read is safe to run again on a fresh connection
+            # window: it was just invalidated, and a read is safe to run again on a fresh connection
             if not exc.connection_invalidated:
                 raise
             return self._list_rendered(filters, first_item, page_size, render)
@@ -307,11 +260,11 @@ class ConsumerService:
     def _list_rendered(self, filters: dict, first_item: int, page_size: int,
                        render: Callable[[list[dict], int], tuple[object, int]]) -> object:
         values = tuple(sorted((name, value) for name, value in filters.items() if value is not None))
-        with self.engine.connect() as conn:
-            version = conn.execute(VERSION_STATEMENT).scalar_one_or_none()
-            key = (version, values, first_item, page_size)
-            if version is not None and (rendered := self.page_cache.get(key)) is not None:
-                return rendered
+        version = read_change_version(self.engine)
+        key = (version, values, first_item, page_size)
+        if version is not None and (rendered := self.page_cache.get(key)) is not None:
+            return rendered
+        with self.engine.connect() as conn:  # checked out after the version read: the page is as new or newer
             items, total = self.list(dict(values), first_item, page_size, dumped=True, connection=conn)
         rendered, size = render(items, total)
         if version is not None:

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from api.context import EXTENSION
-from api.services.consumers import RenderedPageCache
+from api.services.page_cache import RenderedPageCache
 from schema.db import make_engine, make_session_factory
 from schema.migrate import downgrade, upgrade
 from schema.states import ConsumerStatus
