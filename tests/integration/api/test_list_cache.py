@@ -4,6 +4,7 @@ supervisor's status write (which leaves updated_at alone), hand-written SQL — 
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -267,3 +268,28 @@ def test_migration_0004_goes_down_and_up_again_with_working_triggers(request, da
         downgrade(url, "base")
         upgrade(url)
         assert isinstance(_version(url), int)
+
+
+def test_a_query_string_is_parsed_once_and_an_invalid_one_every_time(client, monkeypatch):
+    from webargs.flaskparser import FlaskParser
+
+    parsed = []
+    parse = FlaskParser.parse
+
+    def counting_parse(self, argmap, req=None, **kwargs):
+        parsed.append(kwargs.get("location"))
+        return parse(self, argmap, req, **kwargs)
+
+    monkeypatch.setattr(FlaskParser, "parse", counting_parse)
+    topic = f"memo-{uuid.uuid4().hex}"  # the parser (and its memo) is the blueprint's, shared by every app
+    create(client, topic=topic)
+    query = f"?topic={topic}&page_size=3&unused=ignored"
+    first = listed(client, query)
+    assert [item["topic"] for item in first[0]] == [topic]
+    count = len(parsed)
+    assert listed(client, query) == first and len(parsed) == count  # filters and page from the memo
+    assert listed(client, f"?topic={topic}-other&page_size=3") == ([], {"total": 0, "total_pages": 0})
+    assert len(parsed) > count
+    for _ in range(2):
+        response = client.get("/consumers/?status=SLEEPING")
+        assert response.status_code == 422 and "status" in response.json["errors"]["query"]
