@@ -261,6 +261,12 @@ def test_migration_0004_goes_down_and_up_again_with_working_triggers(request, da
             conn.execute(sa.text("UPDATE consumers SET replicas = 2"))
     finally:
         engine.dispose()
+    app = make_app(url, redis_test_url)
+    try:  # an API on a database short of 0004 says what to do, as for any missing table
+        response = app.test_client().get("/consumers/")
+        assert response.status_code == 503 and "schema.migrate" in response.json["message"]
+    finally:
+        app.extensions[EXTENSION].close()
 
     upgrade(url)
     _status_write_moves_the_version(url)
