@@ -74,14 +74,14 @@ def upgrade() -> None:
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.CheckConstraint("id = 1", name=f"{TABLE}_one_row"),
     )
-    if op.get_bind().dialect.name == "postgresql":
+    if op.get_context().dialect.name == "postgresql":
         _pg_upgrade()
     else:
         _sqlite_upgrade()
 
 
 def downgrade() -> None:
-    postgresql = op.get_bind().dialect.name == "postgresql"
+    postgresql = op.get_context().dialect.name == "postgresql"
     for table in WATCHED:
         if postgresql:
             op.execute(f"DROP TRIGGER IF EXISTS {TABLE}_{table} ON {table}")
