@@ -77,6 +77,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ policy
     def _deliver_stage(self, spec: ProcessorSpec, processor: BaseProcessor, policy: DeliveryPolicy, batch) -> None:
+        try:  # the common case, without building the retry machinery for every batch (~30 µs each)
+            self._attempt(processor, batch)
+            return
+        except FatalError:
+            raise
+        except Exception as exc:
+            first_failure = [exc]
+
+        def attempt(processor, batch) -> None:
+            if first_failure:  # tenacity counts, logs and waits after the attempt above as its first
+                raise first_failure.pop()
+            self._attempt(processor, batch)
+
         retrying = Retrying(
             stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.retry_timeout)
             | stop_when_event_set(self._interrupted),
@@ -87,7 +100,7 @@ class Pipeline:
             reraise=True,
         )
         try:
-            retrying(self._attempt, processor, batch)
+            retrying(attempt, processor, batch)
         except FatalError:
             raise
         except Exception as exc:
