@@ -83,3 +83,30 @@ def create_consumer(client):
         return response.json
 
     return create
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database_url(request):
+    """Each test that uses it runs on PostgreSQL and on SQLite (the embedded default)."""
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_clean")
+        return request.getfixturevalue("pg_url")
+    return request.getfixturevalue("sqlite_url")
+
+
+@pytest.fixture
+def kcm(database_url, redis_client, redis_test_url):
+    """The API's service layer over ``database_url``, without HTTP."""
+    from api.context import build_services
+
+    services = build_services(
+        dataclasses.replace(Settings.from_env(), database_url=database_url, redis_url=redis_test_url)
+    )
+    yield services
+    services.close()
+
+
+def consumer_data(**overrides) -> dict:
+    """A complete ConsumerIn load result (what the schema hands the service)."""
+    return {**VALID_CONSUMER, "client_id": None, "replicas": 1, "auto_offset_reset": "earliest",
+            "security": None, "downstream_processors": [], **overrides}

@@ -2,42 +2,18 @@
 ``ConsumerOut(many=True).dump()`` of the ORM objects gives, with the same total, on PostgreSQL and on SQLite."""
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import flask_smorest
 import pytest
 import sqlalchemy as sa
 
-from api.context import EXTENSION, build_services
+from api.context import EXTENSION
 from api.schemas.consumers import ConsumerOut
-from schema.settings import Settings
 from schema.states import ConsumerStatus, DesiredState
-from tests.integration.api.conftest import VALID_CONSUMER, make_app
+from tests.integration.api.conftest import consumer_data, make_app
 
 COLLECTOR = {"processor_type": "test_collector", "on_error": "retry"}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request):
-    if request.param == "postgresql":
-        request.getfixturevalue("pg_clean")
-        return request.getfixturevalue("pg_url")
-    return request.getfixturevalue("sqlite_url")
-
-
-@pytest.fixture
-def kcm(database_url, redis_client, redis_test_url):
-    services = build_services(
-        dataclasses.replace(Settings.from_env(), database_url=database_url, redis_url=redis_test_url)
-    )
-    yield services
-    services.close()
-
-
-def consumer_data(**overrides) -> dict:
-    return {**VALID_CONSUMER, "client_id": None, "replicas": 1, "auto_offset_reset": "earliest",
-            "security": None, "downstream_processors": [], **overrides}
 
 
 def collector(path: str, **fields) -> dict:

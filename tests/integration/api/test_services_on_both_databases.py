@@ -7,38 +7,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from api.context import EXTENSION, build_services
+from api.context import EXTENSION
 from api.services.errors import Invalid, NotFound
 from schema.models import Consumer, DownstreamProcessor
-from schema.settings import Settings
 from schema.states import ConsumerStatus, DesiredState
-from tests.integration.api.conftest import VALID_CONSUMER, make_app
+from tests.integration.api.conftest import VALID_CONSUMER, consumer_data, make_app
 
 COLLECTOR = {"processor_type": "test_collector", "config": {"path": "/tmp/kcm-x"}, "on_error": "retry"}
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-def database_url(request):
-    if request.param == "postgresql":
-        request.getfixturevalue("pg_clean")
-        return request.getfixturevalue("pg_url")
-    return request.getfixturevalue("sqlite_url")
-
-
-@pytest.fixture
-def kcm(database_url, redis_client, redis_test_url):
-    import dataclasses
-
-    services = build_services(
-        dataclasses.replace(Settings.from_env(), database_url=database_url, redis_url=redis_test_url)
-    )
-    yield services
-    services.close()
-
-
-def consumer_data(**overrides) -> dict:
-    return {**VALID_CONSUMER, "client_id": None, "replicas": 1, "auto_offset_reset": "earliest",
-            "security": None, "downstream_processors": [], **overrides}
 
 
 def test_create_and_read_back_with_processors_in_order(kcm):
