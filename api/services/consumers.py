@@ -200,15 +200,9 @@ class ConsumerService:
         with self.sessions() as session:
             return load_consumer(session, consumer_id)
 
-    def list(self, filters: dict, first_item: int, page_size: int, *, dumped: bool = False, connection=None
-             ) -> tuple[list[Consumer] | list[dict], int]:
-        """A page of consumers (created_at, id order) and the total over the filters. ``dumped=True`` (the
-        API's list) returns the page as ``ConsumerOut(many=True)`` dumps it, built from Core rows: the ORM
-        objects and their dump cost most of a list request's CPU; it reads on ``connection`` when given."""
-        if dumped:
-            if connection is not None:
-                return self._read_page(connection, filters, first_item, page_size)
-            return self._list_dumped(filters, first_item, page_size)
+    def list(self, filters: dict, first_item: int, page_size: int) -> tuple[list[Consumer], int]:
+        """A page of consumers as ORM objects (created_at, id order) and the total over the filters; the reference
+        ``page`` is tested against."""
         conditions = [getattr(Consumer, name) == value for name, value in filters.items() if value is not None]
         with self.sessions() as session:
             total = session.scalar(select(func.count()).select_from(Consumer).where(*conditions))
@@ -224,8 +218,12 @@ class ConsumerService:
             )
             return list(session.scalars(query)), total
 
-    def _list_dumped(self, filters: dict, first_item: int, page_size: int) -> tuple[list[dict], int]:
-        """One Core statement on a plain connection (test_list_fast_path.py pins the equality)."""
+    def page(self, filters: dict, first_item: int, page_size: int, connection=None) -> tuple[list[dict], int]:
+        """``list`` as ``ConsumerOut(many=True)`` dumps it, from one Core statement (the ORM objects and their
+        dump cost most of a list request's CPU; test_list_fast_path.py pins the equality). Reads on
+        ``connection`` when given, else on a connection of its own."""
+        if connection is not None:
+            return self._read_page(connection, filters, first_item, page_size)
         with self.engine.connect() as conn:
             return self._read_page(conn, filters, first_item, page_size)
 
@@ -265,7 +263,7 @@ class ConsumerService:
         if version is not None and (rendered := self.page_cache.get(key)) is not None:
             return rendered
         with self.engine.connect() as conn:  # checked out after the version read: the page is as new or newer
-            items, total = self.list(dict(values), first_item, page_size, dumped=True, connection=conn)
+            items, total = self.page(dict(values), first_item, page_size, connection=conn)
         rendered, size = render(items, total)
         if version is not None:
             self.page_cache.put(key, rendered, size)

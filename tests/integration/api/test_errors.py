@@ -198,7 +198,7 @@ def test_an_unexpected_error_is_500_with_the_uniform_body_and_no_traceback(app, 
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(app.extensions[EXTENSION].consumers, "list", explode)
+    monkeypatch.setattr(app.extensions[EXTENSION].consumers, "page", explode)
     with caplog.at_level(logging.ERROR, logger="kcm.api"):
         response = app.test_client().get("/consumers/")
     assert response.status_code == 500

@@ -72,7 +72,7 @@ def test_an_unchanged_list_is_answered_without_reading_the_page(kcm, client, mon
     def no_page_read(*args, **kwargs):
         raise AssertionError("the page was read although nothing changed")
 
-    monkeypatch.setattr(kcm.consumers, "list", no_page_read)
+    monkeypatch.setattr(kcm.consumers, "page", no_page_read)
     assert listed(client)[0] == items
     assert len(kcm.consumers.page_cache) == 1
 
@@ -154,16 +154,16 @@ def test_a_write_between_the_version_read_and_the_page_read_is_not_hidden(kcm, c
     consumer = create(client, topic="before")
     warm(client)
     create(client, topic="make-a-miss")  # the next request must read the page
-    read_page = kcm.consumers.list
+    read_page = kcm.consumers.page
 
     def write_then_read(*args, **kwargs):
         with kcm.engine.begin() as conn:
             conn.execute(sa.text("UPDATE consumers SET topic = 'during' WHERE topic = 'before'"))
         return read_page(*args, **kwargs)
 
-    monkeypatch.setattr(kcm.consumers, "list", write_then_read)
+    monkeypatch.setattr(kcm.consumers, "page", write_then_read)
     assert by_id(listed(client)[0])[consumer["id"]]["topic"] == "during"
-    monkeypatch.setattr(kcm.consumers, "list", read_page)
+    monkeypatch.setattr(kcm.consumers, "page", read_page)
     assert by_id(listed(client)[0])[consumer["id"]]["topic"] == "during"
 
 

@@ -67,21 +67,21 @@ def test_dumped_list_equals_the_schema_dump_of_the_orm_objects(kcm, filters):
     seed_varied_consumers(kcm)
     for first_item, page_size in [(0, 10), (0, 100), (0, 1), (1, 2), (3, 4), (10, 10), (12, 5), (10**30, 10)]:
         objects, total = kcm.consumers.list(dict(filters), first_item, page_size)
-        dumped, dumped_total = kcm.consumers.list(dict(filters), first_item, page_size, dumped=True)
+        dumped, dumped_total = kcm.consumers.page(dict(filters), first_item, page_size)
         assert dumped_total == total
         assert dumped == ConsumerOut(many=True).dump(objects), (filters, first_item, page_size)
 
 
 def test_dumped_list_keeps_processors_in_pipeline_order(kcm):
     made = seed_varied_consumers(kcm)
-    dumped, total = kcm.consumers.list({"consumer_group": "g2"}, 0, 10, dumped=True)
+    dumped, total = kcm.consumers.page({"consumer_group": "g2"}, 0, 10)
     assert total == 1 and dumped[0]["id"] == str(made[1].id)
     assert [p["config"]["path"] for p in dumped[0]["downstream_processors"]] == ["/tmp/a", "/tmp/b", "/tmp/c"]
     assert [p["position"] for p in dumped[0]["downstream_processors"]] == [1, 3, 7]
 
 
 def test_an_empty_table_lists_nothing_with_a_zero_total(kcm):
-    assert kcm.consumers.list({}, 0, 10, dumped=True) == ([], 0)
+    assert kcm.consumers.page({}, 0, 10) == ([], 0)
 
 
 def test_http_list_body_and_header_are_what_the_schema_dump_would_give(database_url, redis_client, redis_test_url):
