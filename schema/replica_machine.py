@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD, ProcessState, check_transition
+from schema.exits import EXIT_CONFIG, EXIT_LEASE_HELD
+from schema.states import ProcessState, check_transition
 
 HUNG_WORKER_ERROR = "heartbeat lost (hung worker)"
 

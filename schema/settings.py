@@ -44,6 +44,7 @@ class Settings:
     batch_size: int
     batch_timeout: float
     dead_letter_max_bytes: int
+    commit_interval_ms: int
     log_level: str
 
     @classmethod
@@ -70,6 +71,7 @@ class Settings:
             "batch_size": _convert("batch_size", get("batch_size", "1000"), int),
             "batch_timeout": _convert("batch_timeout", get("batch_timeout", "0.5"), float),
             "dead_letter_max_bytes": _convert("dead_letter_max_bytes", get("dead_letter_max_bytes", str(1024 * 1024)), int),
+            "commit_interval_ms": _convert("commit_interval_ms", get("commit_interval_ms", "1000"), int),
             "log_level": get("log_level", "INFO"),
         }
         return cls(**values)

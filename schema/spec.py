@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass, field
 
 SPEC_ENV = "KCM_WORKER_SPEC"
+# the supervisor's pid, so a worker can tell that its parent died (workers/parent.py)
+PARENT_PID_ENV = "KCM_SUPERVISOR_PID"
 
 
 @dataclass(frozen=True)

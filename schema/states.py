@@ -79,8 +79,3 @@ def consumer_status(states: list[ProcessState]) -> ConsumerStatus:
         return ConsumerStatus.ACTIVE
     return ConsumerStatus.INACTIVE
 
-
-# Worker exit codes the supervisor understands (sysexits.h)
-EXIT_OK = 0
-EXIT_CONFIG = 78  # EX_CONFIG: bad configuration, unknown processor, authentication failure -> FATAL
-EXIT_LEASE_HELD = 75  # EX_TEMPFAIL: another live process holds this replica's lease

@@ -11,8 +11,8 @@ import sys
 import redis
 
 from schema.db import make_engine, make_session_factory, redacted
+from schema.exits import EXIT_CONFIG
 from schema.settings import Settings
-from schema.states import EXIT_CONFIG
 from supervisor.daemon import Supervisor
 
 log = logging.getLogger("kcm.supervisor")

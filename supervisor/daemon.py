@@ -12,13 +12,13 @@ import time
 import redis
 import sqlalchemy.exc
 
+from schema.exits import CONNECT_TIMEOUT
 from schema.replica_machine import Timings
 from schema.settings import Settings
 from schema.states import ConsumerStatus, ProcessState, consumer_status
 from supervisor.desired import DesiredConsumer, load_desired, write_status
 from supervisor.redis_state import RedisState
 from supervisor.replica import Replica
-from workers.runner import CONNECT_TIMEOUT
 
 # every state hash is rewritten this often even when unchanged, so a Redis that lost its data heals; changes
 # are published on the tick they happen (rewriting hundreds of unchanged hashes every reconcile costs CPU)

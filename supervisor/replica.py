@@ -8,9 +8,8 @@ import sys
 import time
 
 from schema.replica_machine import Action, Heartbeat, ReplicaMachine, Timings
-from schema.spec import SPEC_ENV, WorkerSpec
+from schema.spec import PARENT_PID_ENV, SPEC_ENV, WorkerSpec
 from schema.states import ProcessState
-from workers.parent import PARENT_PID_ENV
 
 log = logging.getLogger("kcm.supervisor")
 

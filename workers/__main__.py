@@ -17,15 +17,22 @@ import redis
 
 from processors.base import FatalError
 from processors.pipeline import Pipeline
+from schema.exits import (
+    EXIT_COLD_STOP,
+    EXIT_CONFIG,
+    EXIT_LEASE_HELD,
+    EXIT_OK,
+    EXIT_SOFTWARE,
+    EXIT_UNAVAILABLE,
+)
 from schema.redact import redacted
 from schema.settings import Settings
 from schema.spec import SPEC_ENV, WorkerSpec
-from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD, EXIT_OK
 from workers.config import ConsumerConfigError, consumer_config
 from workers.heartbeat import Heartbeat, WorkerStatus
 from workers.lease import Lease
 from workers.parent import die_with_parent, expected_parent, parent_gone
-from workers.runner import EXIT_COLD_STOP, EXIT_UNAVAILABLE, Runner, WorkerExit
+from workers.runner import Runner, WorkerExit
 
 log = logging.getLogger("kcm.worker")
 
@@ -112,7 +119,7 @@ def _run(spec: WorkerSpec, settings: Settings, client, status: WorkerStatus, hea
         return _fail(status, exc.code, exc.reason)
     except Exception as exc:  # anything else: recorded, non-zero, the supervisor restarts us
         log.exception("WorkerCrashed consumer=%s", spec.consumer_id)
-        return _fail(status, 70, f"WorkerCrashed: {type(exc).__name__}: {exc}")
+        return _fail(status, EXIT_SOFTWARE, f"WorkerCrashed: {type(exc).__name__}: {exc}")
     finally:
         if runner is not None:
             runner.close()

@@ -61,7 +61,7 @@ def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, 
         "enable.auto.offset.store": False,
         # commits only offsets we stored after every processor flushed the batch: at-least-once
         "enable.auto.commit": True,
-        "auto.commit.interval.ms": 1000,
+        "auto.commit.interval.ms": max(settings.commit_interval_ms, 1),
         "auto.offset.reset": spec.auto_offset_reset,
         "enable.partition.eof": False,
         "partition.assignment.strategy": ASSIGNMENT_STRATEGY,

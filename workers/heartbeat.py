@@ -14,7 +14,7 @@ import time
 import redis
 
 from schema import keys
-from schema.states import EXIT_LEASE_HELD
+from schema.exits import EXIT_LEASE_HELD
 from workers.lease import Lease, LeaseLost
 from workers.parent import parent_gone
 

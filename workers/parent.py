@@ -6,8 +6,9 @@ import ctypes.util
 import os
 import signal
 
+from schema.spec import PARENT_PID_ENV
+
 PR_SET_PDEATHSIG = 1
-PARENT_PID_ENV = "KCM_SUPERVISOR_PID"
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> None:

@@ -13,16 +13,19 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from processors.base import FatalError
 from processors.pipeline import Pipeline
-from schema.states import EXIT_CONFIG, EXIT_OK
+from schema.exits import (
+    CONNECT_TIMEOUT,
+    EXIT_COLD_STOP,
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_SOFTWARE,
+    EXIT_UNAVAILABLE,
+)
 from workers.config import is_cooperative
 from workers.heartbeat import WorkerStatus
 
 log = logging.getLogger("kcm.worker")
 
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Kafka could not be reached at start
-EXIT_SOFTWARE = 70  # EX_SOFTWARE: a batch could not be delivered (redelivered after the restart)
-EXIT_COLD_STOP = 143  # a second SIGTERM: exit at once, commit nothing
-CONNECT_TIMEOUT = 10.0
 # credentials or ACLs that do not work will not start working by retrying: configuration errors (FATAL)
 AUTH_ERROR_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
 AUTHZ_ERROR_CODES = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})

@@ -18,9 +18,9 @@ import pytest
 from schema import keys
 from schema.db import make_session_factory
 from schema.models import Consumer, DownstreamProcessor
+from schema.spec import PARENT_PID_ENV
 from schema.states import DesiredState
 from tests.support.kafka import wait_for
-from workers.parent import PARENT_PID_ENV
 
 FAST = {
     "KCM_HEARTBEAT_INTERVAL": "0.3",  # TTL 0.9 s: short, yet no false "hung" on a loaded 2-core CI

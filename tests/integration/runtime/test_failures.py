@@ -6,9 +6,10 @@ import signal
 import subprocess
 import sys
 
+from schema.exits import EXIT_LEASE_HELD
 from schema.replica_machine import HUNG_WORKER_ERROR
 from schema.spec import SPEC_ENV, WorkerSpec
-from schema.states import EXIT_LEASE_HELD, ConsumerStatus
+from schema.states import ConsumerStatus
 from tests.integration.runtime.conftest import pid_alive
 from tests.support.kafka import produce, wait_for
 

@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from schema import keys
+from schema.exits import EXIT_CONFIG, EXIT_LEASE_HELD
 from schema.spec import SPEC_ENV, ProcessorSpec, WorkerSpec
-from schema.states import EXIT_CONFIG, EXIT_LEASE_HELD
 from tests.integration.runtime.conftest import FAST, decoded
 from tests.support.kafka import committed_offsets, produce, wait_for
 

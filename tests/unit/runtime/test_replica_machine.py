@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from schema.exits import EXIT_CONFIG
 from schema.replica_machine import HUNG_WORKER_ERROR, Action, Heartbeat, ReplicaMachine, Timings
-from schema.states import EXIT_CONFIG, IllegalTransition, ProcessState
+from schema.states import IllegalTransition, ProcessState
 
 READY = Heartbeat(fresh=True, ready=True)
 NOT_READY = Heartbeat(fresh=True, ready=False)

@@ -5,7 +5,13 @@ import pytest
 
 from schema.settings import Settings
 from schema.spec import WorkerSpec
-from workers.config import ConsumerConfigError, consumer_config, is_cooperative, redacted_config, resolve_references
+from workers.config import (
+    ConsumerConfigError,
+    consumer_config,
+    is_cooperative,
+    redacted_config,
+    resolve_references,
+)
 
 
 def spec(**overrides) -> WorkerSpec:
