@@ -14,8 +14,8 @@ from schema.settings import Settings
 
 API_TITLE = "kcm — Kafka Consumer Manager"
 API_VERSION = "1.0.0"
-VIEW_MODULES = ("consumers", "control", "status", "processors", "processor_types")
-OPTIONAL_VIEW_MODULES = ("dead_letters",)  # written by the dead-letter issue; registered when present
+VIEW_MODULES = ("consumers", "control", "status", "processors", "processor_types", "dead_letters", "api_keys",
+                "audit")
 
 
 def _openapi_config(settings: Settings) -> dict:
@@ -42,12 +42,6 @@ def _openapi_config(settings: Settings) -> dict:
 def _view_modules():
     for name in VIEW_MODULES:
         yield importlib.import_module(f"api.views.{name}")
-    for name in OPTIONAL_VIEW_MODULES:
-        try:
-            yield importlib.import_module(f"api.views.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"api.views.{name}":
-                raise  # the module exists but one of its imports is missing: a real error
 
 
 def _add_slashless_aliases(app: Flask) -> None:
@@ -61,8 +55,9 @@ def _add_slashless_aliases(app: Flask) -> None:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    from api.auth.guard import install_auth
     from api.context import EXTENSION, build_services
-    from api.errors import Api, register_error_handlers
+    from api.errors import Api, error_body, register_error_handlers
     from api.guards import install_request_guards
 
     settings = settings or Settings.from_env()
@@ -79,6 +74,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     for module in _view_modules():
         api.register_blueprint(module.blp)
     _add_slashless_aliases(app)
+    # authentication and rate limits run before every other request check (docs/security.md)
+    install_auth(app, api, settings, app.extensions[EXTENSION], error_body)
     register_error_handlers(app)
     install_request_guards(app)
     return app

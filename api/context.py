@@ -1,4 +1,4 @@
-"""The per-application objects views reach through ``services()``: one engine, one Redis client, the services."""
+"""The per-application objects views reach through ``services()``: one engine, the Redis clients, the services."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,11 +11,15 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from api.services.api_keys import ApiKeyService
+from api.services.audit import AuditService
 from api.services.commands import CommandPublisher
 from api.services.consumers import ConsumerService
+from api.services.dead_letters import DeadLetterService
 from api.services.processors import ProcessorService
 from api.services.status import StatusService
 from schema.db import make_engine, make_session_factory
+from schema.dead_letter_store import DeadLetterStore
 from schema.settings import Settings
 
 EXTENSION = "kcm"
@@ -34,16 +38,21 @@ class Services:
     consumers: ConsumerService
     processors: ProcessorService
     status: StatusService
+    dead_letters: DeadLetterService
+    api_keys: ApiKeyService
+    audit: AuditService
 
     def close(self) -> None:
         self.engine.dispose()
         self.redis.close()
+        self.dead_letters.close()
 
 
-def make_redis(url: str) -> redis.Redis:
+def make_redis(url: str, *, decode_responses: bool = True) -> redis.Redis:
     # fail fast, no retries: a request must not hang on a Redis that is down (the command is a wake-up only)
     return redis.Redis.from_url(
-        url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0), decode_responses=True
+        url, socket_connect_timeout=1.0, socket_timeout=2.0, retry=Retry(NoBackoff(), 0),
+        decode_responses=decode_responses,
     )
 
 
@@ -70,13 +79,20 @@ def build_services(settings: Settings) -> Services:
     sessions = make_session_factory(engine)
     client = make_redis(settings.redis_url)
     publisher = CommandPublisher(client)
+    consumers = ConsumerService(sessions, publisher, max_consumers=settings.max_consumers,
+                                max_replicas=settings.max_replicas)
+    # rq stores pickled bytes: the dead-letter store needs its own client, without decode_responses
+    rq_client = make_redis(settings.redis_url, decode_responses=False)
     return Services(
         settings=settings,
         engine=engine,
         redis=client,
-        consumers=ConsumerService(sessions, publisher),
+        consumers=consumers,
         processors=ProcessorService(sessions, publisher),
         status=StatusService(client),
+        dead_letters=DeadLetterService(consumers, DeadLetterStore(rq_client)),
+        api_keys=ApiKeyService(sessions),
+        audit=AuditService(sessions),
     )
 
 

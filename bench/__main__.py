@@ -11,13 +11,13 @@ import time
 import traceback
 import uuid
 
-BENCHMARKS = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "control_latency",
-              "api_latency", "footprint"]
+BENCHMARKS = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "commit_interval",
+              "control_latency", "api_latency", "footprint"]
 
 
 ENTRY = {"throughput_file": "throughput", "throughput_database": "throughput", "throughput_forward": "throughput",
-         "scaling": "throughput", "control_latency": "control", "api_latency": "api_latency",
-         "footprint": "footprint"}
+         "scaling": "throughput", "commit_interval": "commit_interval", "control_latency": "control",
+         "api_latency": "api_latency", "footprint": "footprint"}
 
 
 def _load(name: str):
@@ -33,7 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"run only these (repeat or comma-separate): {', '.join(BENCHMARKS)}")
     p.add_argument("--runs", type=int, default=3, help="runs per side; figures are medians (default 3)")
     p.add_argument("--messages", type=int, default=None,
-                   help="messages for the file throughput and scaling benchmarks (default 1,000,000)")
+                   help="messages for the file throughput, scaling and commit interval benchmarks (default 1,000,000)")
     p.add_argument("--db-messages", type=int, default=None, help="messages for database_sync (default 200,000)")
     p.add_argument("--forward-messages", type=int, default=None, help="messages for kafka_forward (default 200,000)")
     p.add_argument("--control-runs", type=int, default=20, help="start/stop cycles (default 20)")

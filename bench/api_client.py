@@ -1,9 +1,20 @@
-"""A small keep-alive JSON client for kcm's API (one connection; not thread-safe: one per thread)."""
+"""A small keep-alive JSON client for kcm's API (one connection; not thread-safe: one per thread).
+
+It authenticates with a bearer token: by default ``BENCH_ADMIN_TOKEN``, the bootstrap admin token the bench
+stack gives its API (KCM_BOOTSTRAP_ADMIN_TOKEN), new for each bench process."""
 from __future__ import annotations
 
 import http.client
 import json
+import secrets
 import time
+
+BENCH_ADMIN_TOKEN = "kcm_bench_" + secrets.token_urlsafe(32)
+BENCH_RATE_LIMIT = "100000000/minute"
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 class ApiError(RuntimeError):
@@ -13,9 +24,10 @@ class ApiError(RuntimeError):
 
 
 class KcmClient:
-    def __init__(self, hostport: str, timeout: float = 30):
+    def __init__(self, hostport: str, timeout: float = 30, token: str | None = BENCH_ADMIN_TOKEN):
         self.hostport = hostport
         self.timeout = timeout
+        self.token = token
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -27,6 +39,7 @@ class KcmClient:
     def request(self, method: str, path: str, body=None) -> tuple[int, bytes]:
         payload = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        headers.update(auth_headers(self.token))
         for attempt in (1, 2):  # a keep-alive connection the server closed is retried once on a new one
             conn = self._connection()
             try:

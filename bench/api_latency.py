@@ -1,12 +1,16 @@
 """Benchmark 6: API latency with N consumers in PostgreSQL and C concurrent clients for S seconds, on
-``GET /consumers/`` and ``GET /consumers/{id}/status/``; floor: the same gunicorn serving fixed bytes."""
+``GET /consumers/`` and ``GET /consumers/{id}/status/``; floor: the same gunicorn serving fixed bytes.
+
+The stack's API runs as deployed: authentication on (the clients send a viewer API key, looked up in the
+database on every request) and rate limits on (Redis; limits far above the load). The same list is measured
+again on a second gunicorn with KCM_AUTH=disabled and KCM_RATE_LIMIT_ENABLED=false: the cost of security."""
 from __future__ import annotations
 
 import os
 import time
 import uuid
 
-from bench.api_client import KcmClient
+from bench.api_client import KcmClient, auth_headers
 from bench.harness import wait_until
 from bench.loadgen import load
 from bench.procfs import cpu_of, cpu_seconds
@@ -79,17 +83,19 @@ def _cpu_ms_per_request(pids: list[int], before: dict[int, float], requests: int
     return spent * 1000 / requests if requests and any(pid in before for pid in after) else None
 
 
-def _measure(h, hostport: str, paths: list[str], label: str, server_pid: int, database: bool = True) -> dict:
+def _measure(h, hostport: str, paths: list[str], label: str, server_pid: int, database: bool = True,
+             token: str | None = None) -> dict:
     """Runs of C clients for S seconds; besides latency, the CPU per request of the server's workers and of
     the PostgreSQL backends (CPU is the resource that runs out: the figure a busy machine disturbs least)."""
     tool = getattr(h.args, "load_generator", "auto")
-    load(hostport, paths, h.args.api_clients, WARMUP_SECONDS, tool=tool)
+    headers = auth_headers(token)
+    load(hostport, paths, h.args.api_clients, WARMUP_SECONDS, tool=tool, headers=headers)
     workers = children_of(server_pid)
     backends = database_backends(h.env.database_url) if database else []
     per_run = []
     for run in range(h.args.runs):
         workers_before, backends_before = cpu_of(workers), cpu_of(backends)
-        figures = load(hostport, paths, h.args.api_clients, h.args.api_seconds, tool=tool)
+        figures = load(hostport, paths, h.args.api_clients, h.args.api_seconds, tool=tool, headers=headers)
         figures["app_cpu_ms_per_request"] = _cpu_ms_per_request(workers, workers_before, figures["requests"])
         figures["db_cpu_ms_per_request"] = (_cpu_ms_per_request(backends, backends_before, figures["requests"])
                                             if database else None)
@@ -105,21 +111,41 @@ def _measure(h, hostport: str, paths: list[str], label: str, server_pid: int, da
             **cpu, "errors": sum(r["errors"] for r in per_run), "tool": per_run[0]["tool"]}
 
 
+def _second_api(h, stack, name: str, **env: str) -> tuple[Service, str]:
+    """Another gunicorn like the stack's, on its own port, with ``env`` on top of the stack's environment."""
+    port = free_port()
+    service = Service(name, [stack.api.proc.args[0], *stack.api.proc.args[1:2], "--bind", f"127.0.0.1:{port}",
+                             "--workers", str(h.args.web_workers), "--log-level", "warning"],
+                      h.env.kcm_environ(**env), h.env.workdir / "logs" / f"{name}.log")
+    h.cleanup.push(f"stop the {name} app", lambda: service.stop(10))
+    wait_until(KcmClient(f"127.0.0.1:{port}", token=None).ready, 30, interval=0.1, what=f"{name} ready")
+    return service, f"127.0.0.1:{port}"
+
+
 def api_latency(h) -> Result:
     stack = h.stack()
     ids, delete_consumers = insert_consumers(h, h.args.api_consumers)
     hostport = stack.client.hostport
+    # a viewer key, as a dashboard would hold: its lookup is part of every request
+    viewer = stack.client.json("POST", "/api-keys/", {"name": "bench-viewer", "role": "viewer"}, expect=(201,))
+    token = viewer["token"]
     # the supervisor reconciles these rows too (all stopped): its CPU shares the cores with the API
     supervisor_cpu_before, clock_before = cpu_seconds(stack.supervisor.pid), time.monotonic()
-    listing = _measure(h, hostport, ["/consumers/"], "GET /consumers/", stack.api.pid)
+    listing = _measure(h, hostport, ["/consumers/"], "GET /consumers/", stack.api.pid, token=token)
     status = _measure(h, hostport, [f"/consumers/{cid}/status/" for cid in ids], "GET /consumers/{id}/status/",
-                      stack.api.pid)
+                      stack.api.pid, token=token)
     supervisor_pct = ((cpu_seconds(stack.supervisor.pid) - supervisor_cpu_before)
                       / (time.monotonic() - clock_before) * 100)
     # one client: the service time without queueing, to read the concurrent figures against (Little's law)
-    single = load(hostport, ["/consumers/"], 1, SINGLE_CLIENT_SECONDS, tool=getattr(h.args, "load_generator", "auto"))
+    single = load(hostport, ["/consumers/"], 1, SINGLE_CLIENT_SECONDS, tool=getattr(h.args, "load_generator", "auto"),
+                  headers=auth_headers(token))
     print(f"  GET /consumers/ with 1 client: {single['requests_per_s']:.0f} req/s, p50 {single['p50_ms']:.1f} ms, "
           f"p99 {single['p99_ms']:.1f} ms")
+
+    insecure, insecure_hostport = _second_api(h, stack, "api-auth-off", KCM_AUTH="disabled",
+                                              KCM_RATE_LIMIT_ENABLED="false")
+    unsecured = _measure(h, insecure_hostport, ["/consumers/"], "GET /consumers/ auth+limits OFF", insecure.pid)
+    insecure.stop(10)
 
     body_path = h.env.workdir / "floor-body.json"
     _code, body = stack.client.request("GET", "/consumers/")
@@ -139,10 +165,13 @@ def api_latency(h) -> Result:
     rows = [[name, fmt(r["requests_per_s"], 0), fmt(r["p50_ms"], 1, "ms"), fmt(r["p99_ms"], 1, "ms"), str(r["errors"]),
              fmt(r.get("app_cpu_ms_per_request"), 2, "ms"), fmt(r.get("db_cpu_ms_per_request"), 2, "ms")]
             for name, r in (("GET /consumers/", listing), ("GET /consumers/{id}/status/", status),
+                            ("GET /consumers/ with auth and rate limits OFF", unsecured),
                             ("floor: Flask returning fixed bytes", base),
                             ("GET /consumers/ with 1 client (no queueing)", single))]
     value = ratio(listing["p99_ms"], base["p99_ms"])
     rows.append(["list p99 kcm ÷ floor", fmt(value, 2), "", "", "", "", ""])
+    security_ratio = ratio(listing["p99_ms"], unsecured["p99_ms"])
+    rows.append(["list p99 auth+limits ON ÷ OFF", fmt(security_ratio, 2), "", "", "", "", ""])
     rows.append([f"supervisor CPU meanwhile ({h.args.api_consumers} stopped consumers)",
                  f"{fmt(supervisor_pct, 1)} % of a core", "", "", "", "", ""])
     return Result(
@@ -153,12 +182,18 @@ def api_latency(h) -> Result:
         figures={"list": {k: v for k, v in listing.items() if k != "runs"},
                  "status": {k: v for k, v in status.items() if k != "runs"},
                  "floor": {k: v for k, v in base.items() if k != "runs"},
+                 "list_auth_off": {k: v for k, v in unsecured.items() if k != "runs"},
+                 "list_p99_auth_on_over_off": security_ratio,
                  "list_single_client": {k: v for k, v in single.items() if k != "raw"},
                  "supervisor_cpu_pct_during_load": supervisor_pct},
         runs=[{"list": a, "status": b, "floor": c} for a, b, c in zip(listing["runs"], status["runs"], base["runs"], strict=True)],
         ratio=value, ratio_label="kcm list p99 ÷ floor p99",
-        targets=[Target(label="GET /consumers/ p99", value=listing["p99_ms"], op="<", target=25, unit=" ms")],
-        notes=["gunicorn as in the Procfile (sync workers; each request on a new connection). The list is the "
+        targets=[Target(label="GET /consumers/ p99", value=listing["p99_ms"], op="<", target=25, unit=" ms"),
+                 Target(label="list p99 auth+limits ON ÷ OFF", value=security_ratio, op="<", target=1.10)],
+        notes=["Security on (the figures above) vs off: a viewer API key looked up in PostgreSQL on every request "
+               "and Flask-Limiter's fixed-window count in Redis, against the same gunicorn with KCM_AUTH=disabled "
+               "and KCM_RATE_LIMIT_ENABLED=false.",
+               "gunicorn as in the Procfile (sync workers; each request on a new connection). The list is the "
                "first page at flask-smorest's default page size (10) with the X-Pagination total over all rows.",
                "Status requests pick a random one of the consumers (all stopped: two Redis hashes per replica).",
                "CPU/req: utime + stime of the gunicorn workers and of PostgreSQL's backends serving the bench "

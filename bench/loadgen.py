@@ -1,6 +1,7 @@
 """Load generators for the API benchmark: ``wrk`` when installed (C, epoll: it takes little CPU from the
 server on a small machine), else threaded Python clients spread over a few processes
-(``python -m bench.loadgen '<job json>'``). Both return requests/s, p50/p95/p99 and error counts."""
+(``python -m bench.loadgen '<job json>'``). Both return requests/s, p50/p95/p99 and error counts. Every request
+carries ``headers`` (the bearer token)."""
 from __future__ import annotations
 
 import http.client
@@ -31,13 +32,15 @@ end
 """
 
 
-def run_wrk(hostport: str, paths: list[str], clients: int, seconds: float, threads: int = 2) -> dict:
+def run_wrk(hostport: str, paths: list[str], clients: int, seconds: float, threads: int = 2,
+            headers: dict[str, str] | None = None) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(LUA % {"paths": ",".join(json.dumps(p) for p in paths)})
         script = fh.name
     try:
+        header_args = [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}: {value}")]
         out = subprocess.run(["wrk", "-t", str(min(threads, clients)), "-c", str(clients), "-d", f"{int(seconds)}s",
-                              "--timeout", "10s", "-s", script, f"http://{hostport}{paths[0]}"],
+                              "--timeout", "10s", *header_args, "-s", script, f"http://{hostport}{paths[0]}"],
                              capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     finally:
         Path(script).unlink(missing_ok=True)
@@ -50,14 +53,15 @@ def run_wrk(hostport: str, paths: list[str], clients: int, seconds: float, threa
 
 
 # ---------------------------------------------------------------------- the Python fallback
-def _client_thread(hostport: str, paths: list[str], deadline: float, latencies: list, errors: list) -> None:
+def _client_thread(hostport: str, paths: list[str], deadline: float, latencies: list, errors: list,
+                   headers: dict[str, str]) -> None:
     host, port = hostport.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     pick = random.Random().choice
     while time.monotonic() < deadline:
         started = time.perf_counter()
         try:
-            conn.request("GET", pick(paths))
+            conn.request("GET", pick(paths), headers=headers)
             response = conn.getresponse()
             response.read()
             if response.status != 200:
@@ -75,7 +79,8 @@ def _worker_main(job: dict) -> None:
     errors: list = []
     deadline = time.monotonic() + job["seconds"]
     threads = [threading.Thread(target=_client_thread, args=(job["hostport"], job["paths"], deadline, latencies,
-                                                                errors)) for _ in range(job["threads"])]
+                                                                errors, job.get("headers") or {}))
+               for _ in range(job["threads"])]
     for t in threads:
         t.start()
     for t in threads:
@@ -83,11 +88,13 @@ def _worker_main(job: dict) -> None:
     print(json.dumps({"latencies": latencies, "errors": len(errors)}))
 
 
-def run_python(hostport: str, paths: list[str], clients: int, seconds: float, processes: int = 4) -> dict:
+def run_python(hostport: str, paths: list[str], clients: int, seconds: float, processes: int = 4,
+               headers: dict[str, str] | None = None) -> dict:
     processes = max(1, min(processes, clients))
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     procs = [subprocess.Popen([sys.executable, "-m", "bench.loadgen", json.dumps(
-        {"hostport": hostport, "paths": paths, "seconds": seconds, "threads": n})], stdout=subprocess.PIPE, text=True)
+        {"hostport": hostport, "paths": paths, "seconds": seconds, "threads": n, "headers": headers or {}})],
+        stdout=subprocess.PIPE, text=True)
         for n in per]
     latencies: list[float] = []
     errors = 0
@@ -102,10 +109,11 @@ def run_python(hostport: str, paths: list[str], clients: int, seconds: float, pr
             "max_ms": summary["max_ms"], "errors": errors}
 
 
-def load(hostport: str, paths: list[str], clients: int, seconds: float, *, tool: str = "auto") -> dict:
+def load(hostport: str, paths: list[str], clients: int, seconds: float, *, tool: str = "auto",
+         headers: dict[str, str] | None = None) -> dict:
     if tool == "wrk" or (tool == "auto" and shutil.which("wrk")):
-        return run_wrk(hostport, paths, clients, seconds)
-    return run_python(hostport, paths, clients, seconds)
+        return run_wrk(hostport, paths, clients, seconds, headers=headers)
+    return run_python(hostport, paths, clients, seconds, headers=headers)
 
 
 if __name__ == "__main__":

@@ -102,7 +102,10 @@ def _profile_api(args, env, consumers: int = 500, requests: int = 300) -> int:
     cleanup = Cleanup()
     try:
         ids, _delete = insert_consumers(SimpleNamespace(env=env, cleanup=cleanup), consumers)
+        from bench.api_client import BENCH_ADMIN_TOKEN, auth_headers
+
         client = create_app().test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = auth_headers(BENCH_ADMIN_TOKEN)["Authorization"]  # auth is on
         paths = (["/consumers/"] * requests if args.processor == "api_list"
                  else [f"/consumers/{ids[i % len(ids)]}/status/" for i in range(requests)])
         for path in paths[:20]:  # warm: imports, connection pools, compiled SQL

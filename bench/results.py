@@ -106,8 +106,8 @@ def load_results(directory: Path = RESULTS_DIR) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
 
 
-ORDER = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "control_latency",
-         "api_latency", "footprint"]
+ORDER = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "commit_interval",
+         "control_latency", "api_latency", "footprint"]
 
 
 def _verdict(met) -> str:

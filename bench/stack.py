@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.api_client import KcmClient
+from bench.api_client import BENCH_ADMIN_TOKEN, BENCH_RATE_LIMIT, KcmClient
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "kcm_bench"
@@ -134,6 +134,9 @@ class BenchEnv:
                     "KCM_KAFKA_BOOTSTRAP": self.bootstrap, "KCM_FILE_SINK_ROOT": str(self.sink_root),
                     "KCM_SUPERVISOR_ID": f"kcm-bench-{self.run_id}",
                     "KCM_LOG_LEVEL": os.environ.get("KCM_BENCH_LOG_LEVEL", "WARNING"),
+                    "KCM_BOOTSTRAP_ADMIN_TOKEN": BENCH_ADMIN_TOKEN,  # bench.api_client sends it
+                    # limits far above any benchmark's rate: the limiter's work is measured, never a 429
+                    "KCM_RATE_LIMIT_READ": BENCH_RATE_LIMIT, "KCM_RATE_LIMIT_WRITE": BENCH_RATE_LIMIT,
                     "PYTHONUNBUFFERED": "1"})
         env.update(extra)
         return env

@@ -8,7 +8,12 @@ rebuilt elsewhere (dead-letter replay, tests).
 Life cycle: ``open()`` once, then for each batch ``process(batch)`` and ``flush()`` (returns only when the
 batch is durable in the target), and ``close()`` at the end. Raise ``RetriableError`` for a failure that
 may pass (target down), ``FatalError`` for one that will not (bad config, authentication): the worker exits
-with the configuration-error code and the supervisor marks the replica FATAL.
+with the configuration-error code and the supervisor marks the replica FATAL. A ``RetriableError`` is retried
+with the processor's policy while the worker keeps its group membership (partitions paused, still polling).
+
+``context`` is a ``processors.context.ProcessorContext``: the settings, the consumer's cluster (bootstrap servers
+and security references), Redis, and whether this is a dead-letter replay. A processor reads where it runs from
+there, never from ``Settings.from_env()`` or the environment (a replay runs in the rq worker's process).
 """
 from __future__ import annotations
 
@@ -102,6 +107,14 @@ class BaseProcessor:
         self.context = context
 
     @classmethod
+    def canonical_config(cls, raw: dict) -> dict:
+        """The one stored form of a config (aliases renamed, shapes normalised); raise ``ValidationError`` for
+        one that cannot be made canonical (an alias given together with its key). The API stores what this
+        returns and ``validate_config`` applies it first, so rows stored before a rename still load.
+        Default: unchanged. It sees the whole config, the shared retry keys included."""
+        return dict(raw)
+
+    @classmethod
     def validate_config(cls, raw: dict) -> dict:
         """Deserialise and validate ``raw``; raises ``marshmallow.ValidationError`` with per-field messages.
 
@@ -111,7 +124,7 @@ class BaseProcessor:
 
         from processors.policy import DeliveryPolicySchema, split_config
 
-        policy_raw, own_raw = split_config(raw)
+        policy_raw, own_raw = split_config(cls.canonical_config(raw or {}))
         errors: dict = {}
         try:
             own = cls.ConfigSchema().load(own_raw)

@@ -1,4 +1,10 @@
-"""``database_sync``: one PostgreSQL transaction per batch, idempotent on (topic, partition, offset).
+"""``database_sync``: one transaction per batch, idempotent on (topic, partition, offset).
+
+The target is kcm's own database (``context.settings.database_url``) or the one a ``dsn`` reference names: a
+libpq DSN, a ``postgresql://`` URL or any SQLAlchemy URL. PostgreSQL takes the COPY path below; any other
+database (kcm's embedded SQLite, ...) the SQLAlchemy Core path of ``processors.database_sql``. With no ``table``
+the sink writes ``kcm_messages`` (``schema.names.DEFAULT_SINK_TABLE``), created if missing; kcm's own tables are
+never a target (``schema.names.protected_table``).
 
 Fast path: the batch is COPYed straight into the target, the same single statement a hand-written loop runs.
 A redelivered batch (after a crash or a rebalance) hits the primary key: that transaction is rolled back and
@@ -19,13 +25,14 @@ import time
 
 import psycopg2
 import psycopg2.errors
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from processors.base import BaseProcessor, FatalError, RetriableError
 from processors.encoding import headers_json
 from processors.references import is_reference, resolve
+from schema import names
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,11 @@ OFFSETS_DDL = """CREATE TABLE IF NOT EXISTS kcm_offsets (
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS kcm_stage ON COMMIT DELETE ROWS AS SELECT {columns} FROM {table} WITH NO DATA"
 
 
+def _validate_table(value: str) -> None:
+    if names.protected_table(value):
+        raise ValidationError(names.PROTECTED_TABLE_MESSAGE)
+
+
 def _validate_dsn(value: str) -> None:
     if not is_reference(value):
         raise ValidationError("dsn must be a reference such as ${env:NAME} or ${file:/path}, never the DSN itself")
@@ -67,17 +79,32 @@ class DatabaseSyncConfig(Schema):
     class Meta:
         unknown = RAISE
 
-    table = fields.String(required=True, validate=validate.Regexp(_TABLE_NAME, error="a lower-case [schema.]table name"),
-                          metadata={"description": "target table, [schema.]name"})
+    table = fields.String(load_default=None, validate=[
+        _validate_table, validate.Regexp(_TABLE_NAME, error="a lower-case [schema.]table name")], metadata={
+        "description": f"target table, [schema.]name; default: {names.DEFAULT_SINK_TABLE} (created if missing). "
+                       "kcm's own tables (consumers, downstream_processors, alembic_version, kcm_*) are refused"})
     dsn = fields.String(load_default=None, allow_none=True, validate=_validate_dsn, metadata={
-        "description": "${env:NAME} or ${file:/path} holding a PostgreSQL DSN; default: kcm's own database"})
+        "description": "${env:NAME} or ${file:/path} holding a libpq DSN or a database URL (postgresql://, "
+                       "sqlite:///..., any SQLAlchemy URL); default: kcm's own database"})
     value_format = fields.String(load_default="bytea", validate=validate.OneOf(list(VALUE_TYPES)), metadata={
-        "description": "value column type: json (JSONB, a non-JSON value is an error), text (UTF-8), bytea"})
-    create_table = fields.Boolean(load_default=False, metadata={
-        "description": "create the table (and kcm_offsets) if missing; otherwise it must exist (see docs)"})
+        "description": "value column type: json (JSONB on PostgreSQL, JSON text elsewhere; a non-JSON value is "
+                       "an error), text (UTF-8), bytea"})
+    create_table = fields.Boolean(load_default=None, allow_none=True, metadata={
+        "description": "create the table (and kcm_offsets) if missing; otherwise it must exist (see docs). "
+                       f"Default: true for {names.DEFAULT_SINK_TABLE}, false for a table you name"})
     exactly_once = fields.Boolean(load_default=False, metadata={
         "description": "store offsets in kcm_offsets in the batch's transaction; resume from them"})
-    connect_timeout = fields.Integer(load_default=5, validate=validate.Range(min=1, max=300))
+    connect_timeout = fields.Integer(load_default=5, validate=validate.Range(min=1, max=300), metadata={
+        "description": "seconds to wait for a connection (for SQLite: for the write lock)"})
+
+    @post_load
+    def _defaults(self, data, **kwargs):
+        named = data["table"] is not None
+        if not named:
+            data["table"] = names.DEFAULT_SINK_TABLE
+        if data["create_table"] is None:
+            data["create_table"] = not named
+        return data
 
 
 def target_ddl(table: str, value_format: str) -> str:
@@ -121,11 +148,20 @@ class _Timestamps:
 
 class DatabaseSyncProcessor(BaseProcessor):
     ConfigSchema = DatabaseSyncConfig
-    description = "Writes messages to a PostgreSQL table, one transaction per batch, idempotent on (topic, partition, offset)"
+    description = ("Writes messages to a table of kcm's database or another (PostgreSQL, SQLite, any SQLAlchemy "
+                   "URL), one transaction per batch, idempotent on (topic, partition, offset)")
 
     _conn = None
+    _sql = None  # processors.database_sql.SqlSink when the target is not PostgreSQL
 
     def open(self) -> None:
+        postgres, target = self._target()  # a missing reference or an unusable URL is a configuration error
+        if not postgres:
+            from processors.database_sql import SqlSink
+
+            self._sql = SqlSink(target, self.config, consumer_id=self.consumer_id, processor_id=self.processor_id)
+            self._sql.open()
+            return
         self._table = sql.SQL(".").join(sql.Identifier(part) for part in self.config["table"].split("."))
         self._copy = sql.SQL("COPY {table} (" + COLUMNS + ") FROM STDIN").format(table=self._table)
         self._stage = sql.SQL(_STAGE_DDL).format(columns=sql.SQL(COLUMNS), table=self._table)
@@ -138,26 +174,23 @@ class DatabaseSyncProcessor(BaseProcessor):
         self._pending: list[bytes] = []
         self._rows = 0
         self._offsets: dict[tuple[str, int], int] = {}
-        self._dsn()  # a missing reference or a SQLite kcm database is a configuration error: fail now
         try:
             self._connect()
         except RetriableError as exc:  # the target may come back: the first batch retries the connection
             log.warning("database_sync %s: target not reachable at open, will retry: %s", self.processor_id, exc)
 
-    def _dsn(self) -> str:
+    def _target(self) -> tuple[bool, str]:
+        """``(is PostgreSQL, what to connect with)``, re-resolved at every (re)connect."""
         if self.config["dsn"]:
-            return resolve(self.config["dsn"], what="database_sync dsn")
-        settings = getattr(self.context, "settings", None)
-        if settings is None:
-            from schema.settings import Settings
+            return target_of(resolve(self.config["dsn"], what="database_sync dsn"))
+        return target_of(self.context.settings.database_url)
 
-            settings = Settings.from_env()
-        from sqlalchemy.engine import make_url
-
-        url = make_url(settings.database_url)
-        if url.get_backend_name() != "postgresql":
-            raise FatalError("database_sync needs a dsn: kcm's own database is not PostgreSQL")
-        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    def _dsn(self) -> str:
+        postgres, target = self._target()
+        if not postgres:
+            raise FatalError("database_sync: the dsn reference now names a database that is not PostgreSQL; "
+                             "restart the consumer to switch paths")
+        return target
 
     def _connect(self):
         if self._conn is not None:
@@ -191,6 +224,8 @@ class DatabaseSyncProcessor(BaseProcessor):
         return conn
 
     def process(self, batch) -> None:
+        if self._sql is not None:
+            return self._sql.process(batch)
         value, timestamp = self._value, self._timestamp
         self._pending.extend([b"%s\t%d\t%d\t%s\t%s\t%s\t%s\n" % (
             m.topic().encode(), m.partition(), m.offset(), _hex(m.key()), value(m.value()), _headers(m.headers()),
@@ -201,6 +236,8 @@ class DatabaseSyncProcessor(BaseProcessor):
                 self._offsets[(m.topic(), m.partition())] = m.offset() + 1
 
     def flush(self) -> None:
+        if self._sql is not None:
+            return self._sql.flush()
         if not self._pending:
             return
         conn = self._connect()
@@ -251,6 +288,8 @@ class DatabaseSyncProcessor(BaseProcessor):
         return inserted
 
     def committed_offsets(self, partitions):
+        if self._sql is not None:
+            return self._sql.committed_offsets(partitions)
         if not self.config["exactly_once"]:
             return {}
         wanted = set(partitions)
@@ -271,6 +310,8 @@ class DatabaseSyncProcessor(BaseProcessor):
         return {(t, p): o for t, p, o in rows if (t, p) in wanted}
 
     def discard(self) -> None:
+        if self._sql is not None:
+            return self._sql.discard()
         self._pending = []
         self._offsets = {}
         self._rows = 0
@@ -290,7 +331,25 @@ class DatabaseSyncProcessor(BaseProcessor):
             self._conn = None
 
     def close(self) -> None:
+        if self._sql is not None:
+            return self._sql.close()
         self._drop_connection()
+
+
+def target_of(value: str) -> tuple[bool, str]:
+    """A resolved dsn (or kcm's database URL) as ``(is PostgreSQL, libpq DSN/URL or SQLAlchemy URL)``."""
+    if "://" not in value:
+        return True, value  # a libpq key=value DSN
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise FatalError("database_sync: the dsn is neither a libpq DSN nor a database URL") from None
+    if url.get_backend_name() in ("postgresql", "postgres"):
+        return True, url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return False, url.render_as_string(hide_password=False)
 
 
 def _exists(cur, name: str) -> bool:

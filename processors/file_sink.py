@@ -19,6 +19,7 @@ import time
 from datetime import UTC, datetime
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow.experimental.context import Context
 
 from processors.base import BaseProcessor, FatalError, RetriableError
 from processors.encoding import headers_json, text_or_b64
@@ -28,18 +29,13 @@ log = logging.getLogger(__name__)
 _TAIL_CHUNK = 64 * 1024
 
 
-def _sink_root(context=None) -> str:
-    settings = getattr(context, "settings", None)
-    if settings is None:
-        from schema.settings import Settings
-
-        settings = Settings.from_env()
-    return settings.file_sink_root
-
-
 def _validate_path(value: str) -> None:
+    # the API validates with its settings in marshmallow's Context; elsewhere open() is the check
+    settings = Context.get({}).get("settings")
+    if settings is None:
+        return
     try:
-        confine(value, _sink_root())
+        confine(value, settings.file_sink_root)
     except PathNotAllowed as exc:
         raise ValidationError(str(exc)) from exc
 
@@ -48,8 +44,9 @@ class FileSinkConfig(Schema):
     class Meta:
         unknown = RAISE
 
-    path = fields.String(required=True, validate=_validate_path, metadata={
-        "description": "file to append to, relative to KCM_FILE_SINK_ROOT (or absolute inside it)"})
+    file_path = fields.String(required=True, validate=_validate_path, metadata={
+        "description": "file to append to, relative to KCM_FILE_SINK_ROOT (or absolute inside it); "
+                       "'path' is accepted as an alias and stored as file_path"})
     format = fields.String(load_default="raw", validate=validate.OneOf(["raw", "json"]), metadata={
         "description": "raw: the value per line; json: an envelope with topic, partition, offset, ..."})
     fsync_interval_ms = fields.Integer(load_default=0, validate=validate.Range(min=0), metadata={
@@ -78,9 +75,19 @@ class FileSinkProcessor(BaseProcessor):
 
     _fd: int | None = None
 
+    @classmethod
+    def canonical_config(cls, raw: dict) -> dict:
+        """``path`` (the older spelling) is stored as ``file_path``, the documented key."""
+        config = dict(raw)
+        if "path" in config:
+            if "file_path" in config:
+                raise ValidationError({"path": ["Give file_path or its alias path, not both."]})
+            config["file_path"] = config.pop("path")
+        return config
+
     def open(self) -> None:
         try:
-            self.path = confine(self.config["path"], _sink_root(self.context))
+            self.path = confine(self.config["file_path"], self.context.settings.file_sink_root)
         except PathNotAllowed as exc:
             raise FatalError(f"file_sink path rejected at open: {exc}") from exc
         self._pending: list[bytes] = []
@@ -93,7 +100,7 @@ class FileSinkProcessor(BaseProcessor):
             # O_NOFOLLOW: a symlink planted after the check above is refused, not followed
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         except OSError as exc:
-            raise FatalError(f"file_sink cannot open {self.config['path']}: {exc.strerror}") from exc
+            raise FatalError(f"file_sink cannot open {self.config['file_path']}: {exc.strerror}") from exc
         self._opened_at = time.time()
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
@@ -104,7 +111,7 @@ class FileSinkProcessor(BaseProcessor):
         except OSError as exc:
             os.close(self._fd)
             self._fd = None
-            raise RetriableError(f"file_sink cannot repair the end of {self.config['path']}: {exc.strerror}") from exc
+            raise RetriableError(f"file_sink cannot repair the end of {self.config['file_path']}: {exc.strerror}") from exc
 
     def _cut_torn_tail(self) -> None:
         """Truncate a last line left without its newline by an interrupted write (see the module docstring)."""
@@ -123,7 +130,7 @@ class FileSinkProcessor(BaseProcessor):
         os.ftruncate(self._fd, keep)
         os.fsync(self._fd)
         log.warning("file_sink_torn_line_cut path=%s bytes=%d (an interrupted write; the batch is redelivered)",
-                    self.config["path"], size - keep)
+                    self.config["file_path"], size - keep)
 
     def process(self, batch) -> None:
         if not batch:
@@ -147,7 +154,7 @@ class FileSinkProcessor(BaseProcessor):
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except OSError as exc:
-            raise RetriableError(f"file_sink cannot lock {self.config['path']}: {exc.strerror}") from exc
+            raise RetriableError(f"file_sink cannot lock {self.config['file_path']}: {exc.strerror}") from exc
         try:
             began = os.fstat(self._fd).st_size
             try:

@@ -15,6 +15,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from processors.base import BaseProcessor, FatalError, RetriableError
 from processors.references import is_reference, resolve
+from schema import names
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,34 @@ def _validate_security(value: dict) -> None:
         raise ValidationError(f"{', '.join(forced)} cannot be overridden here")
 
 
+def _validate_topic(value: str | None) -> None:
+    if value is not None and not names.is_topic(value):
+        raise ValidationError(names.TOPIC_MESSAGE)
+
+
+class BootstrapServers(fields.Field):
+    """The consumer's own forms (``schema.names.bootstrap_servers``), loaded as the list, or a reference."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if is_reference(value):
+            return value
+        try:
+            return names.bootstrap_servers(value)
+        except names.InvalidEntries as exc:
+            raise ValidationError({index: [message] for index, message in exc.entries.items()}) from None
+        except names.InvalidName as exc:
+            raise ValidationError(f"{exc} Or a ${{env:NAME}} / ${{file:/path}} reference.") from None
+
+
 class KafkaForwardConfig(Schema):
     class Meta:
         unknown = RAISE
 
-    topic = fields.String(load_default=None, allow_none=True,
-                          validate=validate.Regexp(r"^[A-Za-z0-9._-]{1,249}$", error="not a valid topic name"),
+    topic = fields.String(load_default=None, allow_none=True, validate=_validate_topic,
                           metadata={"description": "target topic; default: the source topic's name"})
-    bootstrap_servers = fields.String(load_default=None, allow_none=True, metadata={
-        "description": "target cluster (host:port,...) or a ${env:NAME} reference; default: the consumer's own"})
+    bootstrap_servers = BootstrapServers(load_default=None, allow_none=True, metadata={
+        "description": "target cluster: a list of 'host:port', one 'host:port,...' string or a ${env:NAME} "
+                       "reference; default: the consumer's own cluster, with its security settings"})
     security = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict,
                            validate=_validate_security, metadata={
                                "description": "librdkafka security settings; secrets as ${env:NAME} references"})
@@ -56,6 +76,18 @@ class KafkaForwardProcessor(BaseProcessor):
 
     _producer: Producer | None = None
 
+    @classmethod
+    def canonical_config(cls, raw: dict) -> dict:
+        """A ``"h1:9092,h2:9092"`` string is stored as the list, like a consumer's bootstrap_servers."""
+        config = dict(raw)
+        servers = config.get("bootstrap_servers")
+        if isinstance(servers, str) and not is_reference(servers):
+            try:
+                config["bootstrap_servers"] = names.bootstrap_servers(servers)
+            except names.InvalidName:
+                pass  # stays as given: the schema reports what is wrong with it
+        return config
+
     def open(self) -> None:
         self._failed: list = []
         self._produced = 0
@@ -64,21 +96,26 @@ class KafkaForwardProcessor(BaseProcessor):
         self._producer = self._make_producer()
 
     def _bootstrap(self) -> str:
-        if self.config["bootstrap_servers"]:
-            return resolve(self.config["bootstrap_servers"], what="kafka_forward bootstrap_servers")
-        spec = getattr(self.context, "spec", None)
-        if spec is not None:
-            return spec.bootstrap_servers
-        settings = getattr(self.context, "settings", None)
-        if settings is None:
-            from schema.settings import Settings
+        servers = self.config["bootstrap_servers"]
+        if servers is None:
+            return self.context.bootstrap_servers
+        if isinstance(servers, list):
+            return ",".join(servers)
+        resolved = resolve(servers, what="kafka_forward bootstrap_servers")
+        try:
+            return ",".join(names.bootstrap_servers(resolved))
+        except names.InvalidName as exc:  # the message names entries by index, never the resolved value
+            raise FatalError(f"kafka_forward bootstrap_servers reference: {exc}") from exc
 
-            settings = Settings.from_env()
-        return settings.kafka_bootstrap
+    def _security(self) -> dict:
+        """Its own settings; to the consumer's own cluster without any, the consumer's (the same credentials)."""
+        if self.config["bootstrap_servers"] is None and not self.config["security"]:
+            return dict(self.context.security)
+        return self.config["security"]
 
     def _make_producer(self) -> Producer:
         conf = {k: resolve(v, what=f"kafka_forward security {k}") if isinstance(v, str) else v
-                for k, v in self.config["security"].items()}
+                for k, v in self._security().items()}
         conf.update(_FORCED)
         conf.update({
             "bootstrap.servers": self._bootstrap(),

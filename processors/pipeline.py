@@ -4,9 +4,14 @@
 ``dead_letter``/``skip`` policies, has accepted every message but the isolated failing ones, which were
 dead-lettered or skipped); only then may the worker store the batch's offsets. Any exception leaves the
 offsets where they were. Retry and isolation live here so the worker stays a plain consume loop.
+
+Every processor is built with the worker's ``processors.context.ProcessorContext``. The wait between retries is
+a callable the worker provides (``wait_with``): it pauses the partitions and keeps polling, so a long retry
+does not cost the group membership (without one, e.g. in tests, the pipeline just sleeps).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 
@@ -22,6 +27,7 @@ from tenacity import (
 
 from processors import registry
 from processors.base import BaseProcessor, FatalError
+from processors.context import ProcessorContext
 from processors.policy import DeliveryPolicy, load_policy, split_config
 from schema.spec import ProcessorSpec
 
@@ -30,22 +36,29 @@ log = logging.getLogger(__name__)
 
 class Pipeline:
     def __init__(self, stages: list[tuple[ProcessorSpec, BaseProcessor]],
-                 policies: list[DeliveryPolicy] | None = None, *, consumer_id: str = "", context=None):
+                 policies: list[DeliveryPolicy] | None = None, *, consumer_id: str = "",
+                 context: ProcessorContext | None = None):
         self.stages = stages
         self.policies = policies or [DeliveryPolicy(on_error=spec.on_error) for spec, _ in stages]
-        self.consumer_id = consumer_id
+        self.consumer_id = consumer_id or (context.consumer_id if context is not None else "")
         self.context = context
         self.stats = {spec.id: {"batches": 0, "retries": 0, "dead_lettered": 0, "skipped": 0}
                       for spec, _ in stages}
         self._interrupted = threading.Event()
+        self._wait = self._interrupted.wait
         self._dead_letters = None
         if any(p.on_error == "dead_letter" for p in self.policies):
-            self._dead_letters = _dead_letter_queue(context, consumer_id)
+            self._dead_letters = _dead_letter_queue(context)
 
     @classmethod
-    def build(cls, specs: tuple[ProcessorSpec, ...] | list[ProcessorSpec], *, consumer_id: str,
-              context=None) -> Pipeline:
-        """Load and configure each processor; a bad type, config or policy is a FatalError (EX_CONFIG)."""
+    def build(cls, specs: tuple[ProcessorSpec, ...] | list[ProcessorSpec], *, context: ProcessorContext,
+              consumer_id: str = "") -> Pipeline:
+        """Load and configure each processor; a bad type, config or policy is a FatalError (EX_CONFIG).
+
+        ``consumer_id`` (tests) overrides the context's, so processors and dead letters agree on one id."""
+        if consumer_id and isinstance(context, ProcessorContext) and consumer_id != context.consumer_id:
+            context = dataclasses.replace(context, consumer_id=consumer_id)
+        consumer_id = consumer_id or context.consumer_id
         stages, policies = [], []
         for spec in specs:
             try:
@@ -63,6 +76,14 @@ class Pipeline:
     def open(self) -> None:
         for _spec, processor in self.stages:
             processor.open()
+
+    def wait_with(self, wait) -> None:
+        """Wait between retries with ``wait(seconds)`` (the worker's: pause the partitions, keep polling)."""
+        self._wait = wait
+
+    def _sleep(self, seconds: float) -> None:
+        if not self._interrupted.is_set():
+            self._wait(seconds)
 
     def interrupt(self) -> None:
         """Stop waiting between retries (warm shutdown): the batch in flight fails, its offsets stay."""
@@ -95,7 +116,7 @@ class Pipeline:
             | stop_when_event_set(self._interrupted),
             wait=wait_exponential(multiplier=policy.retry_backoff, max=policy.retry_backoff_max),
             retry=retry_if_not_exception_type(FatalError),
-            sleep=self._interrupted.wait,
+            sleep=self._sleep,
             before_sleep=lambda state: self._log_retry(spec, state),
             reraise=True,
         )
@@ -179,10 +200,9 @@ class Pipeline:
                 log.exception("processor %s (%s) failed to close", spec.id, spec.processor_type)
 
 
-def _dead_letter_queue(context, consumer_id: str):
+def _dead_letter_queue(context: ProcessorContext | None):
     from processors.dead_letters import DeadLetterQueue
 
-    redis = getattr(context, "redis", None)
-    if redis is None:
-        raise FatalError("on_error=dead_letter needs Redis (context.redis) for the rq dead-letter queue")
-    return DeadLetterQueue(redis, getattr(context, "settings", None), consumer_id)
+    if not isinstance(context, ProcessorContext) or context.redis is None:
+        raise FatalError("on_error=dead_letter needs a ProcessorContext with Redis for the rq dead-letter queue")
+    return DeadLetterQueue(context)

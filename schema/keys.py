@@ -1,16 +1,21 @@
-"""Every Redis key and stream name kcm uses. Nothing outside this module formats a key.
+"""Every Redis key and stream name kcm uses. Nothing outside this module formats a key (rq names its own).
 
-Layout (see docs/redis-keys.md for redis-cli recipes):
+Layout and writers (docs/redis-keys.md has redis-cli recipes). Every kcm key has one writer, except the dead
+letters, which several parties act on by job id (ZADD/ZREM/DEL of one id are safe to interleave):
 
-  kcm:commands                                   stream   API -> supervisor wake-ups (XADD, capped)
-  kcm:supervisors                                set      index of supervisor ids (clean against the hashes)
-  kcm:supervisor:{supervisor_id}                 hash     supervisor heartbeat, TTL          (writer: supervisor)
-  kcm:consumer:{consumer_id}:replica:{n}:state   hash     replica state machine              (writer: supervisor)
-  kcm:consumer:{consumer_id}:replica:{n}:heartbeat  hash  worker heartbeat + counters, TTL   (writer: worker)
-  kcm:consumer:{consumer_id}:replica:{n}:lease   string   "pid@host" lease, TTL              (writer: worker)
-  kcm:consumer:{consumer_id}:dead-letters        zset     dead-letter job ids by time        (writers: worker adds,
-                                                          the rq job removes itself once delivered, API deletes)
-  rq:queue:kcm-dead-letters                      rq       the dead-letter retry queue        (writer: rq)
+  kcm:commands                                      stream  wake-ups, XADD, capped   (writer: API)
+  kcm:supervisors                                   set     supervisor ids, an index (writer: supervisor)
+  kcm:supervisor:{supervisor_id}                    hash    heartbeat, TTL           (writer: supervisor)
+  kcm:consumer:{consumer_id}:replica:{n}:state      hash    replica state machine    (writer: supervisor)
+  kcm:consumer:{consumer_id}:replica:{n}:heartbeat  hash    heartbeat, counters, TTL (writer: worker)
+  kcm:consumer:{consumer_id}:replica:{n}:lease      string  "pid@host" lease, TTL    (writer: worker)
+  kcm:consumer:{consumer_id}:dead-letters           zset    dead-letter job ids by time. Writers: the worker
+      adds; the rq job removes its own id once delivered; the API removes an id it deletes or finds expired,
+      and the whole set when the consumer is deleted; the supervisor removes the set once a deleted
+      consumer's last worker is gone (the API and the supervisor through schema/dead_letter_store.py)
+  rq:queue:kcm-dead-letters, rq:job:{id}            rq      the dead-letter queue and jobs. Writers: the
+      worker enqueues; rq runs, retries and expires; the job appends to its history; the API appends
+      replay_requested, requeues and deletes; the supervisor deletes a deleted consumer's jobs
 """
 from __future__ import annotations
 
@@ -40,11 +45,6 @@ def heartbeat_key(consumer_id: object, replica: int) -> str:
 
 def lease_key(consumer_id: object, replica: int) -> str:
     return f"{_replica(consumer_id, replica)}:lease"
-
-
-def replica_pattern(consumer_id: object) -> str:
-    """A SCAN pattern for every key of one consumer's replicas (used to clean up after delete)."""
-    return f"{PREFIX}:consumer:{consumer_id}:replica:*"
 
 
 REPLICA_STATES_PATTERN = f"{PREFIX}:consumer:*:replica:*:state"  # SCAN: every replica state hash

@@ -203,10 +203,6 @@ class ReplicaMachine:
         return []
 
     # ------------------------------------------------------------------ views
-    @property
-    def has_process(self) -> bool:
-        return self.pid is not None
-
     def snapshot(self) -> dict[str, str]:
         """The fields of the replica state hash this machine owns (strings, as Redis stores them)."""
         return {

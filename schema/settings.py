@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,33 @@ def _convert(name: str, raw: str, kind):
     return value
 
 
+# --- security settings (docs/security.md) ---------------------------------------------------------
+AUTH_MODES = ("enabled", "disabled")
+MIN_BOOTSTRAP_TOKEN_LENGTH = 32
+
+
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"KCM_{name.upper()}={raw!r} is not true or false")
+
+
+def _auth_mode(raw: str) -> str:
+    if raw.strip().lower() not in AUTH_MODES:
+        raise SettingsError(f"KCM_AUTH={raw!r} must be one of {', '.join(AUTH_MODES)}")
+    return raw.strip().lower()
+
+
+def _bootstrap_token(raw: str) -> str:
+    # the message never repeats the value: it is a credential
+    if raw and len(raw) < MIN_BOOTSTRAP_TOKEN_LENGTH:
+        raise SettingsError(f"KCM_BOOTSTRAP_ADMIN_TOKEN is shorter than {MIN_BOOTSTRAP_TOKEN_LENGTH} characters")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -45,7 +72,21 @@ class Settings:
     batch_timeout: float
     dead_letter_max_bytes: int
     commit_interval_ms: int
+    max_poll_interval_ms: int
     log_level: str
+    # security (docs/security.md); no defaults here, so a field added after these needs none either
+    auth: str
+    bootstrap_admin_token: str = field(repr=False)  # a credential: never in a repr or a log
+    oidc_issuer: str
+    oidc_audience: str
+    oidc_jwks_url: str
+    oidc_roles_claim: str
+    metrics_public: bool
+    rate_limit_enabled: bool
+    rate_limit_read: str
+    rate_limit_write: str
+    max_consumers: int
+    max_replicas: int
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -72,7 +113,21 @@ class Settings:
             "batch_timeout": _convert("batch_timeout", get("batch_timeout", "0.5"), float),
             "dead_letter_max_bytes": _convert("dead_letter_max_bytes", get("dead_letter_max_bytes", str(1024 * 1024)), int),
             "commit_interval_ms": _convert("commit_interval_ms", get("commit_interval_ms", "1000"), int),
+            "max_poll_interval_ms": _convert("max_poll_interval_ms", get("max_poll_interval_ms", "300000"), int),
             "log_level": get("log_level", "INFO"),
+            # security (docs/security.md)
+            "auth": _auth_mode(get("auth", "enabled")),
+            "bootstrap_admin_token": _bootstrap_token(env.get("KCM_BOOTSTRAP_ADMIN_TOKEN", "").strip()),
+            "oidc_issuer": get("oidc_issuer", ""),
+            "oidc_audience": get("oidc_audience", ""),
+            "oidc_jwks_url": get("oidc_jwks_url", ""),
+            "oidc_roles_claim": get("oidc_roles_claim", "roles"),
+            "metrics_public": _flag("metrics_public", get("metrics_public", "false")),
+            "rate_limit_enabled": _flag("rate_limit_enabled", get("rate_limit_enabled", "true")),
+            "rate_limit_read": get("rate_limit_read", "600/minute"),
+            "rate_limit_write": get("rate_limit_write", "120/minute"),
+            "max_consumers": _convert("max_consumers", get("max_consumers", "1000"), int),
+            "max_replicas": _convert("max_replicas", get("max_replicas", "64"), int),
         }
         return cls(**values)
 

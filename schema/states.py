@@ -42,9 +42,7 @@ class CommandAction(enum.StrEnum):
     DELETE = "delete"
 
 
-RUNNING_STATES = frozenset({ProcessState.RUNNING, ProcessState.BACKOFF, ProcessState.STARTING})
-STOPPED_STATES = frozenset({ProcessState.STOPPED, ProcessState.EXITED, ProcessState.FATAL, ProcessState.UNKNOWN})
-SIGNALLABLE_STATES = frozenset({ProcessState.RUNNING, ProcessState.STARTING, ProcessState.STOPPING})
+# the replica states that make a consumer's status ERROR
 ERROR_STATES = frozenset({ProcessState.BACKOFF, ProcessState.FATAL, ProcessState.EXITED})
 
 # from-state -> the states it may move to; anything else is a bug and raises IllegalTransition

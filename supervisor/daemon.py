@@ -12,6 +12,7 @@ import time
 import redis
 import sqlalchemy.exc
 
+from schema.dead_letter_store import DeadLetterStore
 from schema.exits import CONNECT_TIMEOUT
 from schema.replica_machine import Timings
 from schema.settings import Settings
@@ -25,6 +26,8 @@ from supervisor.replica import Replica
 FULL_REPUBLISH_SECONDS = 60.0
 
 log = logging.getLogger("kcm.supervisor")
+
+FAILED = object()  # what ``Supervisor._redis`` returns by default when the call failed
 
 
 def timings_from(settings: Settings) -> Timings:
@@ -59,6 +62,16 @@ class Supervisor:
         self._next_republish = 0.0
         self._swept = False
 
+    def _redis(self, what: str, fn, *args, default=FAILED):
+        """``fn(*args)``; a Redis that is down is logged once (``RedisUnavailable: <what>: <error>``) and gives
+        ``default``. Every Redis call of the loop goes through here (the dead-letter purge logs its own
+        ``DeadLetterPurgeFailed``), so the loop survives any Redis outage."""
+        try:
+            return fn(*args)
+        except redis.RedisError as exc:
+            log.warning("RedisUnavailable: %s: %s", what, exc)
+            return default
+
     # ------------------------------------------------------------------ life
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
@@ -77,10 +90,8 @@ class Supervisor:
     def run(self) -> int:
         log.info("SupervisorStarted id=%s reconcile_interval=%s heartbeat_interval=%s", self.settings.supervisor_id,
                  self.settings.reconcile_interval, self.settings.heartbeat_interval)
-        try:
-            self.redis.start_reading_commands()
-        except redis.RedisError as exc:
-            log.error("RedisUnavailable: %s (reconciling from the database only until it is back)", exc)
+        self._redis("starting to read commands (reconciling from the database only until it is back)",
+                    self.redis.start_reading_commands)
         while not self.stopping:
             woke = self._wait_for_commands()
             now = time.monotonic()
@@ -92,11 +103,9 @@ class Supervisor:
         return 0
 
     def _wait_for_commands(self) -> bool:
-        try:
-            commands = self.redis.wait_for_commands(self.tick_seconds)
-        except redis.RedisError as exc:
-            log.warning("RedisUnavailable: reading commands: %s", exc)
-            time.sleep(self.tick_seconds)
+        commands = self._redis("reading commands", self.redis.wait_for_commands, self.tick_seconds)
+        if commands is FAILED:
+            time.sleep(self.tick_seconds)  # the tick's wait that the blocking read did not do
             return False
         for command in commands:
             log.info("CommandReceived consumer=%s action=%s generation=%s", command.get("consumer_id"),
@@ -117,10 +126,7 @@ class Supervisor:
                 replica.proc.kill()
                 replica.proc.wait(5)
         self.step()
-        try:
-            self.redis.withdraw()
-        except redis.RedisError as exc:
-            log.warning("RedisUnavailable: withdrawing: %s", exc)
+        self._redis("withdrawing", self.redis.withdraw)
         log.info("SupervisorStopped id=%s", self.settings.supervisor_id)
 
     # ------------------------------------------------------------------ reconcile (desired state)
@@ -151,12 +157,14 @@ class Supervisor:
 
     def _sweep_forgotten_states(self, desired: dict[str, DesiredConsumer]) -> None:
         """After a restart: drop state hashes of replicas deleted or scaled away while we were down."""
-        try:
+        def sweep() -> list[tuple[str, int]]:
             stale = [(cid, n) for cid, n in self.redis.our_state_keys()
                      if cid not in desired or n >= desired[cid].replicas]
             self.redis.delete_states(stale)
-        except redis.RedisError as exc:
-            log.warning("RedisUnavailable: sweeping state hashes: %s", exc)
+            return stale
+
+        stale = self._redis("sweeping state hashes", sweep)
+        if stale is FAILED:
             return
         self._swept = True
         for cid, n in stale:
@@ -180,18 +188,13 @@ class Supervisor:
 
     def _read_heartbeats(self) -> dict | None:
         live = [(r.consumer_id, r.index, r.proc.pid) for r in self.replicas.values() if r.proc is not None]
-        try:
-            return self.redis.read_heartbeats(live)
-        except redis.RedisError as exc:
-            log.warning("RedisUnavailable: reading heartbeats: %s", exc)
-            return None
+        return self._redis("reading heartbeats", self.redis.read_heartbeats, live, default=None)
 
     def _worker_reason(self, replica: Replica, pid: int) -> str:
         """The worker's own last_error from its final heartbeat (read after the reap, so it is complete)."""
-        try:
-            fields = self.redis.read_heartbeats([(replica.consumer_id, replica.index, pid)]).get(replica.key, {})
-        except redis.RedisError:
-            return ""
+        beats = self._redis("reading a stopped worker's last heartbeat", self.redis.read_heartbeats,
+                            [(replica.consumer_id, replica.index, pid)], default={})
+        fields = beats.get(replica.key, {})
         return fields.get("last_error", "") if fields.get("pid") == str(pid) else ""
 
     def _publish(self) -> None:
@@ -204,10 +207,7 @@ class Supervisor:
                 changed[key] = fields
         if not changed:
             return
-        try:
-            self.redis.publish_states(changed)
-        except redis.RedisError as exc:
-            log.warning("RedisUnavailable: publishing states: %s", exc)
+        if self._redis("publishing states", self.redis.publish_states, changed) is FAILED:
             return
         self.published.update(changed)
         if force:
@@ -218,10 +218,7 @@ class Supervisor:
                 if r.retired and r.proc is None and r.machine.state == ProcessState.STOPPED]
         if not gone:
             return
-        try:
-            self.redis.delete_states(gone)
-        except redis.RedisError as exc:
-            log.warning("RedisUnavailable: deleting states: %s", exc)
+        if self._redis("deleting states", self.redis.delete_states, gone) is FAILED:
             return
         for key in gone:
             del self.replicas[key]
@@ -235,8 +232,6 @@ class Supervisor:
         delete, but a worker still stopping then could dead-letter one more message."""
         if not consumer_ids:
             return
-        from processors.dead_letter_store import DeadLetterStore
-
         store = DeadLetterStore(self.redis.client)
         for cid in sorted(consumer_ids):
             store.purge_logged(cid, log, reason="late-after-delete")
@@ -266,8 +261,5 @@ class Supervisor:
         if now < self._next_beat:
             return
         self._next_beat = now + self.settings.heartbeat_interval
-        try:
-            self.redis.beat(len(self.replicas))
-            self.redis.clean_supervisor_index()
-        except redis.RedisError as exc:
-            log.warning("RedisUnavailable: supervisor heartbeat: %s", exc)
+        if self._redis("supervisor heartbeat", self.redis.beat, len(self.replicas)) is not FAILED:
+            self._redis("cleaning the supervisor index", self.redis.clean_supervisor_index)

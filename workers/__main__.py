@@ -1,7 +1,8 @@
 """``python -m workers``: one consumer replica, specified by ``KCM_WORKER_SPEC`` (see schema/spec.py).
 
-Exit codes: 0 stopped on request; 78 configuration error (FATAL, no retry); 75 another live process holds
-this replica's lease; 69 Kafka unreachable at start; 70 a batch could not be delivered; 143 cold stop.
+Exit codes (``schema.exits``): 0 stopped on request; 78 configuration error (FATAL, no retry: a bad processor
+config, an unresolvable secret, a setting librdkafka refuses); 75 another live process holds this replica's
+lease; 69 Kafka unreachable at start; 70 a batch could not be delivered; 143 cold stop.
 """
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import signal
 import socket
 import sys
 import threading
-from types import SimpleNamespace
 
 import redis
 
 from processors.base import FatalError
+from processors.context import ProcessorContext
 from processors.pipeline import Pipeline
 from schema.exits import (
     EXIT_COLD_STOP,
@@ -98,12 +99,12 @@ def main() -> int:
 
 
 def _run(spec: WorkerSpec, settings: Settings, client, status: WorkerStatus, heartbeat: Heartbeat) -> int:
-    context = SimpleNamespace(redis=client, settings=settings, spec=spec, replica=spec.replica)
+    context = ProcessorContext.for_worker(spec, settings, client)
     runner = None
     pipeline = None
     try:
         config = consumer_config(spec, settings, os.environ)
-        pipeline = Pipeline.build(spec.processors, consumer_id=spec.consumer_id, context=context)
+        pipeline = Pipeline.build(spec.processors, context=context)
         pipeline.open()
         runner = Runner(spec, settings, config, pipeline, status)
         signal.signal(signal.SIGTERM, _with_deadline(runner, settings.stopwaitsecs))

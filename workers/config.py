@@ -62,6 +62,8 @@ def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, 
         # commits only offsets we stored after every processor flushed the batch: at-least-once
         "enable.auto.commit": True,
         "auto.commit.interval.ms": max(settings.commit_interval_ms, 1),
+        # the worker polls while it waits between retries (paused), so only one processor call this long evicts it
+        "max.poll.interval.ms": max(settings.max_poll_interval_ms, 1),
         "auto.offset.reset": spec.auto_offset_reset,
         "enable.partition.eof": False,
         "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
@@ -75,6 +77,25 @@ def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, 
     if error_cb is not None:
         config["error_cb"] = error_cb
     return config
+
+
+def secret_values(security: Mapping[str, object], config: Mapping[str, object]) -> list[str]:
+    """The resolved values of the security settings that were given as references (longest first)."""
+    values = {str(config[key]) for key, raw in (security or {}).items()
+              if isinstance(raw, str) and REFERENCE.search(raw) and config.get(key) not in (None, "")}
+    return sorted(values, key=len, reverse=True)
+
+
+_ECHOED_VALUE = re.compile(r'Invalid value ".*?" for configuration property "([^"]+)"', re.DOTALL)
+
+
+def refused_config_message(text: str, secrets: list[str]) -> str:
+    """librdkafka's refusal of a configuration, safe to log and store: a value it echoes is replaced by the
+    name of the property, and no resolved secret survives anywhere in the text."""
+    text = _ECHOED_VALUE.sub(r'the value of configuration property "\1" was refused', text)
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
 
 
 def is_cooperative(config: Mapping[str, object]) -> bool:

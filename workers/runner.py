@@ -2,6 +2,10 @@
 
 At-least-once: offsets are stored (and committed in the background by librdkafka) only after every
 processor has durably accepted the batch; a batch that fails is never stored, so it is redelivered.
+
+Between retries of a failing batch the pipeline waits through ``wait_paused`` (after Kafka Connect's
+WorkerSinkTask): the assigned partitions are paused and the consumer keeps polling, so a long retry never
+costs the group membership; offsets are never stored for a partition revoked while its batch was in flight.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from schema.exits import (
     EXIT_SOFTWARE,
     EXIT_UNAVAILABLE,
 )
-from workers.config import is_cooperative
+from workers.config import ConsumerConfigError, is_cooperative, refused_config_message, secret_values
 from workers.heartbeat import WorkerStatus
 
 log = logging.getLogger("kcm.worker")
@@ -29,6 +33,8 @@ log = logging.getLogger("kcm.worker")
 # credentials or ACLs that do not work will not start working by retrying: configuration errors (FATAL)
 AUTH_ERROR_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
 AUTHZ_ERROR_CODES = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED})
+# one poll while paused between retries lasts at most this long: rebalances, heartbeats and a stop are served
+POLL_WHILE_PAUSED = 0.2
 
 
 class WorkerExit(Exception):
@@ -49,9 +55,23 @@ class Runner:
         self._fatal_error: KafkaError | None = None
         self._last_logged: dict[str, float] = {}
         self._auth_error = ""
+        self._paused = False  # waiting between retries: partitions assigned meanwhile are paused too
+        self._revoked: set[int] = set()  # partitions revoked or lost since the batch in flight was fetched
         config = dict(config, error_cb=self._on_kafka_error)
         self._incremental = is_cooperative(config)
-        self.consumer = Consumer(config)
+        self.consumer = self._create_consumer(config)
+        pipeline.wait_with(self.wait_paused)
+
+    def _create_consumer(self, config: dict) -> Consumer:
+        """librdkafka refuses a bad setting here (``_INVALID_ARG``): a configuration error, not a crash."""
+        try:
+            return Consumer(config)
+        except KafkaException as exc:
+            err = exc.args[0]
+            text = refused_config_message(err.str(), secret_values(self.spec.security, config))
+            if err.code() == KafkaError._INVALID_ARG:
+                raise ConsumerConfigError(f"librdkafka refused the consumer configuration: {text}") from None
+            raise WorkerExit(EXIT_SOFTWARE, f"KafkaError: {err.name()}: {text}") from None
 
     # ------------------------------------------------------------------ callbacks (main thread, inside consume)
     def _on_kafka_error(self, err: KafkaError) -> None:
@@ -73,25 +93,31 @@ class Runner:
 
     def _on_assign(self, consumer, partitions) -> None:
         resume = self.pipeline.committed_offsets([(tp.topic, tp.partition) for tp in partitions])
-        if resume:  # an exactly-once sink keeps its own offsets: start where it says
+        if resume or self._paused:  # an exactly-once sink keeps its own offsets: start where it says
             for tp in partitions:
                 if (tp.topic, tp.partition) in resume:
                     tp.offset = resume[(tp.topic, tp.partition)]
             (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
+            if self._paused:  # handed over while we wait between retries: nothing is read until we resume
+                consumer.pause(partitions)
         self.status.partitions = sorted({*self.status.partitions, *(f"{tp.topic}:{tp.partition}" for tp in partitions)})
         log.info("PartitionsAssigned consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
                  ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions))
 
     def _on_revoke(self, consumer, partitions) -> None:
         self._commit_stored()
+        self._revoked.update(tp.partition for tp in partitions)
         gone = {f"{tp.topic}:{tp.partition}" for tp in partitions}
         self.status.partitions = [p for p in self.status.partitions if p not in gone]
         log.info("PartitionsRevoked consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
                  ",".join(sorted(gone)))
 
     def _on_lost(self, consumer, partitions) -> None:
+        self._revoked.update(tp.partition for tp in partitions)
         gone = {f"{tp.topic}:{tp.partition}" for tp in partitions}
         self.status.partitions = [p for p in self.status.partitions if p not in gone]
+        log.warning("PartitionsLost consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
+                    ",".join(sorted(gone)))
 
     # ------------------------------------------------------------------ life
     def request_stop(self, signum, _frame) -> None:
@@ -139,6 +165,8 @@ class Runner:
                  self.spec.replica, self.spec.generation, self.spec.topic, self.spec.group_id)
         batch_size, timeout = self.settings.batch_size, self.settings.batch_timeout
         while not self.stopping:
+            if self._revoked:  # a rebalance since the last batch: only the next batch's partitions matter now
+                self._revoked.clear()
             batch = self.consumer.consume(num_messages=batch_size, timeout=timeout)
             if self._auth_error:
                 raise WorkerExit(EXIT_CONFIG, self._auth_error)
@@ -171,11 +199,57 @@ class Runner:
         # alone: a worker subscribes to one topic (half the cost of (topic, partition) keys, the loop's
         # largest Python item)
         last = {m.partition(): m for m in good}
-        self.consumer.store_offsets(offsets=[TopicPartition(m.topic(), p, m.offset() + 1) for p, m in last.items()])
+        if self._revoked:  # revoked while the batch was delivered: its new owner reads it again (at-least-once)
+            last = self._owned(last)
+        if last:
+            self.consumer.store_offsets(offsets=[TopicPartition(m.topic(), p, m.offset() + 1)
+                                                 for p, m in last.items()])
         self.status.messages += len(good)
         self.status.bytes += sum(map(len, good))
         if self.status.last_error:
             self.status.last_error = ""  # consuming again: whatever went wrong before has passed
+
+    def _owned(self, last: dict) -> dict:
+        owned = {p: m for p, m in last.items() if p not in self._revoked}
+        log.info("OffsetsNotStored consumer=%s replica=%s partitions=%s: revoked while the batch was delivered",
+                 self.spec.consumer_id, self.spec.replica, ",".join(str(p) for p in sorted(set(last) - set(owned))))
+        return owned
+
+    # ------------------------------------------------------------------ waiting between retries
+    def wait_paused(self, seconds: float) -> None:
+        """The pipeline's wait between retries: pause every assigned partition and keep polling (heartbeats,
+        rebalances, max.poll.interval.ms) until the wait is over or a stop is requested; resume after."""
+        deadline = time.monotonic() + seconds
+        rewound: dict[int, int] = {}
+        self._paused = True
+        try:
+            self.consumer.pause(self.consumer.assignment())
+            while not self.stopping and (left := deadline - time.monotonic()) > 0:
+                message = self.consumer.poll(min(left, POLL_WHILE_PAUSED))
+                if message is not None:
+                    self._rewind(message, rewound)
+        finally:
+            self._paused = False
+            assignment = self.consumer.assignment()
+            if assignment:
+                self.consumer.resume(assignment)
+
+    def _rewind(self, message: Message, rewound: dict[int, int]) -> None:
+        """A message read while paused (fetched before the pause): seek back so it comes again after resume."""
+        if message.error() is not None:
+            self._record_message_errors([message])
+            return
+        partition, offset = message.partition(), message.offset()
+        if partition in rewound and rewound[partition] <= offset:
+            return  # that partition already restarts at or before this message
+        rewound[partition] = offset
+        tp = TopicPartition(message.topic(), partition, offset)
+        try:
+            self.consumer.pause([tp])
+            self.consumer.seek(tp)
+        except KafkaException as exc:  # revoked meanwhile: its new owner reads it from the committed offset
+            log.info("RewindSkipped consumer=%s partition=%s: %s", self.spec.consumer_id, partition,
+                     exc.args[0].str())
 
     def _record_message_errors(self, errored) -> None:
         for m in errored:

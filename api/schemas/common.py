@@ -27,10 +27,6 @@ class UTCDateTime(fields.DateTime):
         return super()._serialize(value, attr, obj, **kwargs)
 
 
-class MessageSchema(Schema):
-    message = fields.String(required=True)
-
-
 class RejectReadOnly(Schema):
     """A request body that names a read-only field gets a 422 saying so (not just 'Unknown field')."""
 

@@ -7,23 +7,19 @@ from api.schemas.common import RejectReadOnly, UTCDateTime
 from api.schemas.processors import ProcessorIn, ProcessorOut
 from api.schemas.validators import (
     HOST_PATTERN,
-    HOST_PORT_PATTERN,
-    TOPIC_MESSAGE,
-    TOPIC_RE,
-    FullMatch,
+    MAX_BOOTSTRAP_SERVERS,
+    TOPIC_PATTERN,
+    BootstrapServers,
     validate_host,
-    validate_host_port,
     validate_not_blank,
     validate_security,
+    validate_topic,
 )
 from schema.states import ConsumerStatus, DesiredState
 
 CONSUMER_READ_ONLY = ("id", "status", "desired_state", "generation", "created_at", "updated_at")
 OFFSET_RESETS = ("earliest", "latest")
 MAX_PROCESSORS = 50
-MAX_BOOTSTRAP_SERVERS = 100
-# a Regexp rather than a function so that OpenAPI shows the rule as a pattern
-TOPIC_VALIDATORS = [FullMatch(TOPIC_RE, error=TOPIC_MESSAGE), validate.NoneOf((".", ".."), error=TOPIC_MESSAGE)]
 
 
 class SecuritySettings(fields.Dict):
@@ -65,15 +61,16 @@ def _fields(*, creating: bool) -> dict:
         "broker_port": fields.Integer(
             strict=True, allow_none=not creating, validate=validate.Range(min=1, max=65535)
         ),
-        "bootstrap_servers": fields.List(
-            fields.String(
-                validate=[validate.Length(max=300), validate_host_port], metadata={"pattern": HOST_PORT_PATTERN}
-            ),
+        "bootstrap_servers": BootstrapServers(
             allow_none=not creating,
-            validate=validate.Length(min=1, max=MAX_BOOTSTRAP_SERVERS),
-            metadata={"description": "List of 'host:port' for a multi-broker cluster"},
+            metadata={
+                "description": f"'host:port' entries of a multi-broker cluster (1-{MAX_BOOTSTRAP_SERVERS}), as a "
+                "list or as one comma-separated string; stored as the list"
+            },
         ),
-        "topic": fields.String(required=creating, validate=TOPIC_VALIDATORS),
+        "topic": fields.String(
+            required=creating, validate=validate_topic, metadata={"pattern": TOPIC_PATTERN}
+        ),
         "consumer_group": fields.String(
             required=creating, validate=[validate.Length(min=1, max=255), validate_not_blank]
         ),

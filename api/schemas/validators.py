@@ -1,60 +1,43 @@
-"""Field validators shared by the API schemas: Kafka names, hosts, ports, and librdkafka security settings."""
+"""Field validators shared by the API schemas: Kafka names, hosts, ports, and librdkafka security settings.
+
+The name rules themselves live in ``schema.names`` (shared with the processors); here they become marshmallow
+validators and fields."""
 from __future__ import annotations
 
-import ipaddress
 import re
 
-from marshmallow import ValidationError, validate
+from marshmallow import ValidationError, fields
 
-TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+from schema import names
+from schema.names import HOST_PORT_MESSAGE, MAX_BOOTSTRAP_SERVERS, TOPIC_MESSAGE, is_host
+
+__all__ = ["TOPIC_MESSAGE", "HOST_PORT_MESSAGE", "MAX_BOOTSTRAP_SERVERS", "is_host"]
+
 SECURITY_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 ENV_REFERENCE_RE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
 FILE_REFERENCE_RE = re.compile(r"^\$\{file:/[^}]*\}$")
 SECRET_MARKERS = ("password", "secret", "key")
 SECURITY_PREFIXES = ("security.", "sasl.", "ssl.")
 SECURITY_EXTRA_NAMES = frozenset({"enable.ssl.certificate.verification", "enable.sasl.oauthbearer.unsecure.jwt"})
-# documentation-only patterns (OpenAPI); the functions below are the real, stricter checks
+# documentation-only patterns (OpenAPI); schema.names holds the real, stricter checks
 HOST_PATTERN = (
     r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
     r"|^[0-9A-Fa-f:.]+$"
 )
 HOST_PORT_PATTERN = r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"
-TOPIC_MESSAGE = "Invalid Kafka topic name: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'."
-
-
-class FullMatch(validate.Regexp):
-    """``validate.Regexp`` that matches the whole value: ``$`` alone would accept a trailing newline."""
-
-    def __call__(self, value):
-        if self.regex.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
+TOPIC_PATTERN = r"^[a-zA-Z0-9._-]{1,249}$"
 
 
 def validate_topic(value: str) -> None:
-    if value in (".", "..") or not TOPIC_RE.fullmatch(value):
-        raise ValidationError(TOPIC_MESSAGE)
+    try:
+        names.check_topic(value)
+    except names.InvalidName as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def validate_not_blank(value: str) -> None:
     if not value.strip():
         raise ValidationError("Must not be empty or blank.")
-
-
-def is_host(value: str) -> bool:
-    """A DNS hostname (RFC 1123) or an IPv4/IPv6 address."""
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        pass
-    if not value or len(value) > 253:
-        return False
-    labels = value.rstrip(".").split(".")
-    if all(label.isdigit() for label in labels):
-        return False  # looks like an IPv4 address but ip_address() refused it
-    return all(HOST_LABEL_RE.fullmatch(label) for label in labels)
 
 
 def validate_host(value: str) -> None:
@@ -64,17 +47,28 @@ def validate_host(value: str) -> None:
 
 def validate_host_port(value: str) -> None:
     """``host:port`` with an IPv6 host in brackets (``[::1]:9092``)."""
-    message = "Expected 'host:port' with a valid hostname or IP and a port in 1-65535."
-    if value.startswith("["):
-        host, sep, port = value[1:].partition("]:")
-        if not sep or ":" not in host:
-            raise ValidationError(message)
-    else:
-        host, sep, port = value.rpartition(":")
-        if not sep or ":" in host:
-            raise ValidationError(message)
-    if not (port.isdigit() and 1 <= int(port) <= 65535 and is_host(host)):
-        raise ValidationError(message)
+    try:
+        names.check_host_port(value)
+    except names.InvalidName as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class BootstrapServers(fields.List):
+    """A cluster's ``host:port`` list, given as a list or as one ``"h1:9092,h2:9092"`` string; loads as the list
+    (``schema.names.bootstrap_servers``, the rule the kafka_forward processor uses too)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.String(metadata={"pattern": HOST_PORT_PATTERN}), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return names.bootstrap_servers(value)
+        except names.InvalidEntries as exc:
+            # valid_data as fields.List gives it: the schema-level broker-form check still sees the good entries
+            raise ValidationError({index: [message] for index, message in exc.entries.items()},
+                                  valid_data=exc.valid) from None
+        except names.InvalidName as exc:
+            raise ValidationError(str(exc)) from None
 
 
 def is_security_setting(name: str) -> bool:

@@ -3,29 +3,48 @@
 Every mutating call changes the row and its ``generation`` in one transaction and appends a command to the
 Redis stream only **after** the commit, so the supervisor never wakes up to a change it cannot see yet.
 
-Reads on the hot paths (the list, the status) use SQLAlchemy Core rows, not ORM objects: building and
-tracking ORM instances cost most of a request's CPU (BENCHMARKS.md, API latency).
+Reads on the hot paths (the list, the status) use SQLAlchemy Core rows (api/services/consumer_reads.py), not ORM
+objects. Calls take the ``actor`` they act for: lists are limited to its consumer-group scopes, writes check
+them and write their audit row in their own transaction (api/services/audit.py).
 """
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import cache
 
 from marshmallow import ValidationError
-from sqlalchemy import String, bindparam, func, select, type_coerce
+from sqlalchemy import func, select
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from api.auth import scopes as scope_rules
+from api.auth.current import current_actor
+from api.auth.errors import Forbidden
+from api.auth.principal import Actor
 from api.schemas.consumers import check_broker_form
+from api.services import audit
+from api.services.audit import Action, changed, consumer_snapshot
 from api.services.commands import CommandPublisher
-from api.services.errors import Invalid, NotFound
+from api.services.consumer_reads import (
+    CONSUMERS,
+    MAX_SQL_OFFSET,
+    STATE_STATEMENT,
+    list_statements,
+    page_items,
+    scope_values,
+)
+from api.services.errors import Invalid, NotFound, ServiceError
 from api.services.page_cache import RenderedPageCache, read_change_version
-from schema.models import Consumer, DownstreamProcessor
+from schema.models import ChangeCounter, Consumer, DownstreamProcessor
 from schema.states import CommandAction, DesiredState
+
+
+class CapReached(ServiceError):
+    """The deployment's KCM_MAX_CONSUMERS is reached (409)."""
+
+    status_code = 409
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,12 @@ def load_consumer(session: Session, consumer_id: uuid.UUID, *, lock: bool = Fals
     return consumer
 
 
+def check_visible(actor: Actor, consumer: Consumer) -> None:
+    """Defence in depth behind api/auth/guard.py: a consumer outside the actor's scopes is not found."""
+    if not actor.principal.sees(consumer.consumer_group):
+        raise NotFound(f"consumer {consumer.id} not found")
+
+
 def bump_if_running(consumer: Consumer) -> None:
     """A config change to a running consumer needs new processes: a new generation tells the supervisor."""
     if consumer.desired_state == DesiredState.RUNNING:
@@ -75,120 +100,18 @@ def new_processors(specs: list[dict], consumer_id: uuid.UUID | None = None) -> l
     ]
 
 
-# ---------------------------------------------------------------------- Core reads for the hot paths
-CONSUMERS = Consumer.__table__
-PROCESSORS = DownstreamProcessor.__table__
-# no table has this many rows; an OFFSET beyond it (page=10**20) would overflow SQL's 64-bit integers
-MAX_SQL_OFFSET = 2**53
-# the column order the list statement selects and page_items() unpacks
-CONSUMER_FIELDS = ("id", "broker_ip", "broker_port", "bootstrap_servers", "topic", "consumer_group", "client_id",
-                   "replicas", "auto_offset_reset", "security", "status", "desired_state", "generation",
-                   "created_at", "updated_at")
-PROCESSOR_FIELDS = ("id", "consumer_id", "processor_type", "config", "on_error", "position", "created_at",
-                    "updated_at")
-STATE_STATEMENT = select(
-    *(CONSUMERS.c[name] for name in ("id", "status", "desired_state", "generation", "replicas"))
-).where(CONSUMERS.c.id == bindparam("consumer_id"))
-
-
-def _utc_iso(value: datetime | None) -> str | None:
-    """As ``UTCDateTime`` dumps it: SQLite hands back naive datetimes that are UTC."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
-
-
-def _as_text(column):
-    """An enum column read as its stored value (the string the schema dumps), not converted to the enum."""
-    return type_coerce(column, String).label(column.name)
-
-
-FILTER_NAMES = ("status", "desired_state", "topic", "consumer_group")
-
-
-@cache
-def list_statements(filter_names: frozenset[str]):
-    """Built once per filter combination (building the statement cost more CPU than running it); values,
-    offset and limit are bound parameters.
-
-    The page statement: the total (a scalar subquery over the same filters, so page and total come from one
-    snapshot) beside the page's consumers, each joined to its processors in pipeline order; columns in
-    CONSUMER_FIELDS + total + PROCESSOR_FIELDS order. The count statement serves an empty page."""
-    conditions = [CONSUMERS.c[name] == bindparam(name) for name in FILTER_NAMES if name in filter_names]
-    count = select(func.count()).select_from(CONSUMERS).where(*conditions)
-    columns = [_as_text(CONSUMERS.c[name]) if name in ("status", "desired_state") else CONSUMERS.c[name]
-               for name in CONSUMER_FIELDS]
-    page = (
-        select(*columns, count.scalar_subquery().label("total"))
-        .where(*conditions)
-        .order_by(CONSUMERS.c.created_at, CONSUMERS.c.id)
-        .offset(bindparam("first_item"))
-        .limit(bindparam("page_size"))
-        .subquery("page")
-    )
-    joined = (
-        select(*(page.c[name] for name in CONSUMER_FIELDS), page.c.total,
-               *(PROCESSORS.c[name].label(f"processor_{name}") for name in PROCESSOR_FIELDS))
-        .select_from(page.outerjoin(PROCESSORS, PROCESSORS.c.consumer_id == page.c.id))
-        .order_by(page.c.created_at, page.c.id, PROCESSORS.c.position, PROCESSORS.c.created_at, PROCESSORS.c.id)
-    )
-    return joined, count
-
-
-def page_items(rows: list[Row]) -> list[dict]:
-    """Joined rows (one per processor, or one with NULL processor columns) folded into dicts equal to what
-    ``ConsumerOut(many=True)`` dumps (pinned by tests/integration/api/test_list_fast_path.py). Tuple
-    unpacking, not ``row.name``: attribute access on a Row cost ~1 µs each, most of this function's time.
-    Strings and integers come from the database as such, so they pass through as the schema would dump them."""
-    items: list[dict] = []
-    processors: list[dict] = []
-    last_id = None
-    for (cid, broker_ip, broker_port, servers, topic, group, client_id, replicas, offset_reset, security, status,
-         desired_state, generation, created_at, updated_at, _total,
-         pid, p_consumer_id, p_type, p_config, p_on_error, p_position, p_created_at, p_updated_at) in rows:
-        if cid != last_id:
-            last_id = cid
-            processors = []
-            items.append({
-                "id": str(cid),
-                "broker_ip": broker_ip,
-                "broker_port": broker_port,
-                "bootstrap_servers": None if servers is None else [str(server) for server in servers],
-                "topic": topic,
-                "consumer_group": group,
-                "client_id": client_id,
-                "replicas": replicas,
-                "auto_offset_reset": offset_reset,
-                "security": None if security is None else dict(security),
-                "downstream_processors": processors,
-                "status": status,
-                "desired_state": desired_state,
-                "generation": generation,
-                "created_at": _utc_iso(created_at),
-                "updated_at": _utc_iso(updated_at),
-            })
-        if pid is not None:
-            processors.append({
-                "id": str(pid),
-                "consumer_id": str(p_consumer_id),
-                "processor_type": p_type,
-                "config": None if p_config is None else dict(p_config),
-                "on_error": p_on_error,
-                "position": p_position,
-                "created_at": _utc_iso(p_created_at),
-                "updated_at": _utc_iso(p_updated_at),
-            })
-    return items
-
-
 class ConsumerService:
-    def __init__(self, sessions: sessionmaker[Session], publisher: CommandPublisher):
+    """Every call that depends on who calls takes an ``actor`` (default: the current request's, api/auth/current.py):
+    lists are limited to its consumer-group scopes, writes check them and are audited in their transaction."""
+
+    def __init__(self, sessions: sessionmaker[Session], publisher: CommandPublisher, *,
+                 max_consumers: int | None = None, max_replicas: int | None = None):
         self.sessions = sessions
         self.engine = sessions.kw["bind"]  # the Core reads skip the Session's bookkeeping
+        self.dialect = self.engine.dialect.name
         self.publisher = publisher
         self.page_cache = RenderedPageCache()
+        self.max_consumers, self.max_replicas = max_consumers, max_replicas
 
     def _reload(self, session: Session, consumer_id: uuid.UUID) -> Consumer:
         session.flush()
@@ -200,10 +123,19 @@ class ConsumerService:
         with self.sessions() as session:
             return load_consumer(session, consumer_id)
 
-    def list(self, filters: dict, first_item: int, page_size: int) -> tuple[list[Consumer], int]:
-        """A page of consumers as ORM objects (created_at, id order) and the total over the filters; the reference
-        ``page`` is tested against."""
+    def group_of(self, consumer_id: uuid.UUID) -> str | None:
+        """The consumer's group, or None when there is no such consumer (the scope check of direct access)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(CONSUMERS.c.consumer_group).where(CONSUMERS.c.id == consumer_id)).scalar()
+
+    def list(self, filters: dict, first_item: int, page_size: int,
+             scopes: tuple[str, ...] | None = None) -> tuple[list[Consumer], int]:
+        """A page of consumers as ORM objects (created_at, id order) and the total over the filters and scopes;
+        the reference ``page`` is tested against."""
         conditions = [getattr(Consumer, name) == value for name, value in filters.items() if value is not None]
+        if scopes is not None:
+            patterns = [scope_rules.sql_pattern(pattern, self.dialect) for pattern in scopes]
+            conditions.append(scope_rules.sql_condition(Consumer.consumer_group, patterns, self.dialect))
         with self.sessions() as session:
             total = session.scalar(select(func.count()).select_from(Consumer).where(*conditions))
             if first_item >= total:  # also keeps an absurd page number out of SQL's OFFSET
@@ -218,19 +150,21 @@ class ConsumerService:
             )
             return list(session.scalars(query)), total
 
-    def page(self, filters: dict, first_item: int, page_size: int, connection=None) -> tuple[list[dict], int]:
+    def page(self, filters: dict, first_item: int, page_size: int, connection=None,
+             scopes: tuple[str, ...] | None = None) -> tuple[list[dict], int]:
         """``list`` as ``ConsumerOut(many=True)`` dumps it, from one Core statement (the ORM objects and their
         dump cost most of a list request's CPU; test_list_fast_path.py pins the equality). Reads on
         ``connection`` when given, else on a connection of its own."""
         if connection is not None:
-            return self._read_page(connection, filters, first_item, page_size)
+            return self._read_page(connection, filters, first_item, page_size, scopes)
         with self.engine.connect() as conn:
-            return self._read_page(conn, filters, first_item, page_size)
+            return self._read_page(conn, filters, first_item, page_size, scopes)
 
-    @staticmethod
-    def _read_page(conn, filters: dict, first_item: int, page_size: int) -> tuple[list[dict], int]:
+    def _read_page(self, conn, filters: dict, first_item: int, page_size: int,
+                   scopes: tuple[str, ...] | None) -> tuple[list[dict], int]:
         values = {name: value for name, value in filters.items() if value is not None}
-        page, count = list_statements(frozenset(values))
+        page, count = list_statements(frozenset(values), None if scopes is None else len(scopes), self.dialect)
+        values.update(scope_values(scopes, self.dialect))
         rows = [] if first_item >= MAX_SQL_OFFSET else conn.execute(
             page, {**values, "first_item": first_item, "page_size": page_size}).all()
         if not rows:  # no consumers, or a page past the end
@@ -238,32 +172,35 @@ class ConsumerService:
         return page_items(rows), rows[0].total
 
     def list_rendered(self, filters: dict, first_item: int, page_size: int,
-                      render: Callable[[list[dict], int], tuple[object, int]]) -> object:
+                      render: Callable[[list[dict], int], tuple[object, int]], actor: Actor | None = None) -> object:
         """The page as ``render(items, total)`` made it, from the cache when nothing changed since.
 
         The version is read *before* the page (READ COMMITTED, or autocommit: each statement sees what was
         committed when it started), so a cached page is never older than its key: a write commits its rows and
         its version bump together, and a request that reads the new version cannot find a page under it that
         was read before that commit. ``render`` returns the rendered value and its size in bytes (the cache's
-        bound). No version (the row was deleted or truncated away) means no caching."""
+        bound). No version (the row was deleted or truncated away) means no caching. The key holds the actor's
+        scopes: principals with different scopes never share a page."""
+        scopes = (actor or current_actor()).principal.scopes
         try:
-            return self._list_rendered(filters, first_item, page_size, render)
+            return self._list_rendered(filters, first_item, page_size, render, scopes)
         except DBAPIError as exc:
             # a pooled connection the server dropped (restart, killed backend) within schema.db's idle-ping
             # window: it was just invalidated, and a read is safe to run again on a fresh connection
             if not exc.connection_invalidated:
                 raise
-            return self._list_rendered(filters, first_item, page_size, render)
+            return self._list_rendered(filters, first_item, page_size, render, scopes)
 
     def _list_rendered(self, filters: dict, first_item: int, page_size: int,
-                       render: Callable[[list[dict], int], tuple[object, int]]) -> object:
+                       render: Callable[[list[dict], int], tuple[object, int]],
+                       scopes: tuple[str, ...] | None) -> object:
         values = tuple(sorted((name, value) for name, value in filters.items() if value is not None))
         version = read_change_version(self.engine)
-        key = (version, values, first_item, page_size)
+        key = (version, values, first_item, page_size, scopes)
         if version is not None and (rendered := self.page_cache.get(key)) is not None:
             return rendered
         with self.engine.connect() as conn:  # checked out after the version read: the page is as new or newer
-            items, total = self.page(dict(values), first_item, page_size, connection=conn)
+            items, total = self.page(dict(values), first_item, page_size, connection=conn, scopes=scopes)
         rendered, size = render(items, total)
         if version is not None:
             self.page_cache.put(key, rendered, size)
@@ -278,23 +215,60 @@ class ConsumerService:
         return row
 
     # ------------------------------------------------------------------ writes
-    def create(self, data: dict) -> Consumer:
+    def _deny(self, actor: Actor, action: Action, error: ServiceError, consumer_id: object = None) -> None:
+        audit.write_denied(self.sessions, actor, action, error.status_code, error.message,
+                           target_type="consumer", target_id=consumer_id)
+        raise error
+
+    def _check_group(self, actor: Actor, action: Action, group: str | None, consumer_id: object = None) -> None:
+        """Creating a consumer in, or moving one to, a group outside the actor's scopes is a 403."""
+        if group is not None and not actor.principal.sees(group):
+            self._deny(actor, action, Forbidden(f"consumer group {group!r} is outside the caller's scopes"),
+                       consumer_id)
+
+    def _check_replicas(self, replicas: int | None) -> None:
+        if self.max_replicas is not None and replicas is not None and replicas > self.max_replicas:
+            message = f"At most {self.max_replicas} replicas per consumer in this deployment (KCM_MAX_REPLICAS)."
+            raise Invalid(message, {"json": {"replicas": [message]}})
+
+    def _check_cap(self, session: Session) -> None:
+        if self.max_consumers is None:
+            return
+        # the kcm_changes row lock (PostgreSQL) orders concurrent creates, so two cannot both take the last place
+        session.execute(select(ChangeCounter.version).where(ChangeCounter.id == 1).with_for_update())
+        count = session.scalar(select(func.count()).select_from(Consumer))
+        if count >= self.max_consumers:
+            raise CapReached(f"this deployment already has {count} consumers, its limit (KCM_MAX_CONSUMERS="
+                             f"{self.max_consumers}); delete one first")
+
+    def create(self, data: dict, actor: Actor | None = None) -> Consumer:
+        actor = actor or current_actor()
         data = dict(data)
+        self._check_group(actor, Action.CONSUMER_CREATE, data.get("consumer_group"))
+        self._check_replicas(data.get("replicas"))
         specs = data.pop("downstream_processors", [])
         consumer_id = uuid.uuid4()
         with self.sessions() as session, session.begin():
+            self._check_cap(session)
             consumer = Consumer(id=consumer_id, desired_state=DesiredState.STOPPED, generation=1, **data)
             session.add(consumer)
             session.add_all(new_processors(specs, consumer_id))
             consumer = self._reload(session, consumer_id)
+            audit.record(session, actor, Action.CONSUMER_CREATE, target_type="consumer", target_id=consumer_id,
+                         after=consumer_snapshot(consumer))
         self.publisher.publish(consumer.id, consumer.generation, CommandAction.CREATE)
         return consumer
 
-    def update(self, consumer_id: uuid.UUID, changes: dict) -> Consumer:
+    def update(self, consumer_id: uuid.UUID, changes: dict, actor: Actor | None = None) -> Consumer:
+        actor = actor or current_actor()
         changes = dict(changes)
+        self._check_group(actor, Action.CONSUMER_UPDATE, changes.get("consumer_group"), consumer_id)
+        self._check_replicas(changes.get("replicas"))
         specs = changes.pop("downstream_processors", None)
         with self.sessions() as session, session.begin():
             consumer = load_consumer(session, consumer_id, lock=True)
+            check_visible(actor, consumer)
+            before = consumer_snapshot(consumer)
             self._apply_broker_form(consumer, changes)
             changes = {name: value for name, value in changes.items() if getattr(consumer, name) != value}
             for name, value in changes.items():
@@ -306,6 +280,9 @@ class ConsumerService:
             if changes or specs is not None:  # an empty or same-value PATCH restarts nothing
                 bump_if_running(consumer)
             consumer = self._reload(session, consumer_id)
+            old, new = changed(before, consumer_snapshot(consumer))
+            audit.record(session, actor, Action.CONSUMER_UPDATE, target_type="consumer", target_id=consumer_id,
+                         before=old, after=new)
         self.publisher.publish(consumer.id, consumer.generation, CommandAction.UPDATE)
         return consumer
 
@@ -327,32 +304,43 @@ class ConsumerService:
         except ValidationError as exc:
             raise Invalid("the consumer needs exactly one broker form", {"json": exc.messages}) from exc
 
-    def delete(self, consumer_id: uuid.UUID) -> None:
+    def delete(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> None:
+        actor = actor or current_actor()
         with self.sessions() as session, session.begin():
             consumer = load_consumer(session, consumer_id, lock=True)
+            check_visible(actor, consumer)
             generation = consumer.generation
+            audit.record(session, actor, Action.CONSUMER_DELETE, target_type="consumer", target_id=consumer_id,
+                         before=consumer_snapshot(consumer))
             session.delete(consumer)
         self.publisher.publish(consumer_id, generation, CommandAction.DELETE)
 
-    def start(self, consumer_id: uuid.UUID) -> ControlResult:
-        return self._control(consumer_id, CommandAction.START)
+    def start(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
+        return self._control(consumer_id, CommandAction.START, Action.CONSUMER_START, actor)
 
-    def stop(self, consumer_id: uuid.UUID) -> ControlResult:
-        return self._control(consumer_id, CommandAction.STOP)
+    def stop(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
+        return self._control(consumer_id, CommandAction.STOP, Action.CONSUMER_STOP, actor)
 
-    def restart(self, consumer_id: uuid.UUID) -> ControlResult:
-        return self._control(consumer_id, CommandAction.RESTART)
+    def restart(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
+        return self._control(consumer_id, CommandAction.RESTART, Action.CONSUMER_RESTART, actor)
 
-    def _control(self, consumer_id: uuid.UUID, action: CommandAction) -> ControlResult:
+    def _control(self, consumer_id: uuid.UUID, action: CommandAction, audit_action: Action,
+                 actor: Actor | None) -> ControlResult:
+        actor = actor or current_actor()
         target = DesiredState.STOPPED if action == CommandAction.STOP else DesiredState.RUNNING
         with self.sessions() as session, session.begin():
             consumer = load_consumer(session, consumer_id, lock=True)
+            check_visible(actor, consumer)
+            before = {"desired_state": consumer.desired_state.value, "generation": consumer.generation}
             # restart always means new processes (and clears a FATAL crash loop); start/stop are idempotent
-            changed = action == CommandAction.RESTART or consumer.desired_state != target
-            if changed:
+            changed_state = action == CommandAction.RESTART or consumer.desired_state != target
+            if changed_state:
                 consumer.desired_state = target
                 consumer.generation += 1
                 consumer = self._reload(session, consumer_id)
+            after = {"desired_state": consumer.desired_state.value, "generation": consumer.generation}
+            audit.record(session, actor, audit_action, target_type="consumer", target_id=consumer_id,
+                         before=before, after=after)
         # published even when nothing changed: a harmless wake-up that makes the supervisor reconcile now
         self.publisher.publish(consumer.id, consumer.generation, action)
-        return ControlResult(consumer, action, changed)
+        return ControlResult(consumer, action, changed_state)

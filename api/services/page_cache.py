@@ -1,5 +1,6 @@
 """The list cache's two halves: the change version (kcm_changes, moved by database triggers in the same commit
-as any write to consumers or downstream_processors, migration 0004) and a bounded store of rendered pages."""
+as any write to consumers or downstream_processors, migration 0004) and a bounded store of rendered pages; and
+``fetch_row``, the cheapest one-statement read, which the API-key lookup uses too."""
 from __future__ import annotations
 
 import threading
@@ -15,12 +16,24 @@ VERSION_SQL = f"SELECT version FROM {ChangeCounter.__tablename__} WHERE id = 1"
 
 
 def read_change_version(engine: Engine) -> int | None:
-    """kcm_changes.version, or None when its row is missing.
+    """kcm_changes.version, or None when its row is missing (``fetch_row``)."""
+    row = fetch_row(engine, VERSION_SQL)
+    return None if row is None else row[0]
+
+
+def placeholder(engine: Engine) -> str:
+    """The DBAPI's positional parameter marker for ``fetch_row`` statements."""
+    return "?" if engine.dialect.paramstyle == "qmark" else "%s"
+
+
+def fetch_row(engine: Engine, sql: str, params: tuple = ()) -> tuple | None:
+    """The first row of one read statement, or None.
 
     One statement on a pooled DBAPI connection, in autocommit on PostgreSQL: through a SQLAlchemy Connection
     the same read cost BEGIN and ROLLBACK round trips on top and 2.4x the client CPU (~210 vs ~87 µs), the
-    largest part of a cached list request. Errors come out as SQLAlchemy's, with a dropped connection
-    invalidated, as a Connection would raise them (the API answers 503 and the list retries once)."""
+    largest part of a cached list request. Values come back as the driver returns them. Errors come out as
+    SQLAlchemy's, with a dropped connection invalidated, as a Connection would raise them (the API answers
+    503 and the list retries once)."""
     dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
         raw = engine.raw_connection()
@@ -33,16 +46,17 @@ def read_change_version(engine: Engine) -> int | None:
         if autocommit:
             driver.autocommit = True  # a client-side flag in psycopg2: no BEGIN, nothing to roll back
         cursor = driver.cursor()
-        cursor.execute(VERSION_SQL)
+        cursor.execute(sql, params)
         row = cursor.fetchone()
         cursor.close()
-        return None if row is None else row[0]
+        return None if row is None else tuple(row)
     except dbapi_error as exc:
         invalidated = engine.dialect.is_disconnect(exc, driver, cursor)
         if invalidated:
             raw.invalidate(exc)
-        raise DBAPIError.instance(VERSION_SQL, {}, exc, dbapi_error, connection_invalidated=invalidated,
-                                  dialect=engine.dialect) from exc
+        # parameters hidden: a caller's may be derived from a credential (the API-key digest)
+        raise DBAPIError.instance(sql, params, exc, dbapi_error, connection_invalidated=invalidated,
+                                  hide_parameters=True, dialect=engine.dialect) from exc
     finally:
         if autocommit and not driver.closed:  # the pool's other users expect transactions
             driver.autocommit = False

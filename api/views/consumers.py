@@ -16,7 +16,6 @@ from werkzeug.wrappers import Response
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, ConsumerQuery
-from api.views.dead_letters import purge_for_deleted_consumer
 
 
 class SchemaReusingParser(FlaskParser):
@@ -91,14 +90,15 @@ class RenderedPage(NamedTuple):
 
 blp = Blueprint("consumers", __name__, url_prefix="/consumers", description="Consumer management")
 
-CREATE_EXAMPLE = {
+CREATE_EXAMPLE = {  # the design document's body
     "broker_ip": "127.0.0.1",
     "broker_port": 19092,
     "topic": "orders",
-    "consumer_group": "billing",
-    "replicas": 1,
+    "consumer_group": "g1",
+    "client_id": "c1",
     "downstream_processors": [
-        {"processor_type": "file_sink", "config": {"path": "orders.jsonl"}, "on_error": "retry"}
+        {"processor_type": "file_sink", "config": {"file_path": "orders.log"}},
+        {"processor_type": "database_sync", "config": {}},
     ],
 }
 
@@ -154,4 +154,4 @@ class ConsumerItem(MethodView):
     def delete(self, consumer_id):
         """Delete a consumer and its processors; the supervisor stops its workers"""
         services().consumers.delete(consumer_id)
-        purge_for_deleted_consumer(consumer_id)
+        services().dead_letters.purge_for_deleted_consumer(consumer_id)  # they had nowhere left to go

@@ -4,9 +4,12 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api.auth.declarations import requires
+from api.auth.roles import Role
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.consumers import ControlOut
+from api.services.audit import Action
 
 blp = Blueprint("control", __name__, url_prefix="/consumers", description="Consumer control")
 
@@ -23,6 +26,7 @@ def _result(outcome) -> dict:
 
 @blp.route("/<uuid:consumer_id>/start/")
 class StartConsumer(MethodView):
+    @requires(Role.OPERATOR, Action.CONSUMER_START)
     @blp.response(200, ControlOut)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     def post(self, consumer_id):
@@ -32,6 +36,7 @@ class StartConsumer(MethodView):
 
 @blp.route("/<uuid:consumer_id>/stop/")
 class StopConsumer(MethodView):
+    @requires(Role.OPERATOR, Action.CONSUMER_STOP)
     @blp.response(200, ControlOut)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     def post(self, consumer_id):
@@ -41,6 +46,7 @@ class StopConsumer(MethodView):
 
 @blp.route("/<uuid:consumer_id>/restart/")
 class RestartConsumer(MethodView):
+    @requires(Role.OPERATOR, Action.CONSUMER_RESTART)
     @blp.response(200, ControlOut)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     def post(self, consumer_id):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api.auth.declarations import requires
+from api.auth.roles import Role
 from api.jsonschema import schema_to_jsonschema
 from api.schemas.processors import ProcessorTypeOut
 from processors import registry
@@ -26,6 +28,7 @@ def describe(name: str) -> dict:
 
 @blp.route("/")
 class ProcessorTypes(MethodView):
+    @requires(Role.VIEWER)
     @blp.response(200, ProcessorTypeOut(many=True))
     def get(self):
         """Installed processor types (the kcm.processors entry points)"""

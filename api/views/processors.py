@@ -5,9 +5,12 @@ from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api.auth.declarations import requires
+from api.auth.roles import Role
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.processors import ProcessorIn, ProcessorOut, ProcessorPatch
+from api.services.audit import Action
 
 blp = Blueprint("processors", __name__, url_prefix="/consumers", description="Downstream processors")
 
@@ -16,12 +19,14 @@ NOT_FOUND = "No consumer, or no processor of this consumer, with this id"
 
 @blp.route("/<uuid:consumer_id>/processors/")
 class ProcessorCollection(MethodView):
+    @requires(Role.VIEWER)
     @blp.response(200, ProcessorOut(many=True))
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     def get(self, consumer_id):
         """List the consumer's processors in pipeline order"""
         return services().processors.list(consumer_id)
 
+    @requires(Role.ADMIN, Action.PROCESSOR_CREATE)
     @blp.arguments(ProcessorIn)
     @blp.response(201, ProcessorOut, headers={"Location": {"description": "URL of the new processor",
                                                            "schema": {"type": "string"}}})
@@ -35,12 +40,14 @@ class ProcessorCollection(MethodView):
 
 @blp.route("/<uuid:consumer_id>/processors/<uuid:processor_id>/")
 class ProcessorItem(MethodView):
+    @requires(Role.VIEWER)
     @blp.response(200, ProcessorOut)
     @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
     def get(self, consumer_id, processor_id):
         """Read one processor"""
         return services().processors.get(consumer_id, processor_id)
 
+    @requires(Role.ADMIN, Action.PROCESSOR_UPDATE)
     @blp.arguments(ProcessorPatch)
     @blp.response(200, ProcessorOut)
     @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
@@ -48,6 +55,7 @@ class ProcessorItem(MethodView):
         """Change a processor's type, config, on_error or position"""
         return services().processors.update(consumer_id, processor_id, changes)
 
+    @requires(Role.ADMIN, Action.PROCESSOR_DELETE)
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
     def delete(self, consumer_id, processor_id):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api.auth.declarations import requires
+from api.auth.roles import Role
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.status import ConsumerStatusOut
@@ -13,6 +15,7 @@ blp = Blueprint("status", __name__, url_prefix="/consumers", description="Consum
 
 @blp.route("/<uuid:consumer_id>/status/")
 class ConsumerStatusView(MethodView):
+    @requires(Role.VIEWER)
     @blp.response(200, ConsumerStatusOut)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     @blp.alt_response(503, schema=ErrorSchema, description="Redis is unreachable")

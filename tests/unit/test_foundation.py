@@ -56,15 +56,31 @@ def _procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
+LONG_RUNNING = ("web", "supervisor", "deadletters")
+
+
 def test_procfile_and_compose_run_the_same_processes():
     procfile = _procfile()
-    assert set(procfile) == {"web", "supervisor", "deadletters"}
+    assert set(procfile) == {"release", *LONG_RUNNING}
+    assert procfile["release"] == "python -m schema.migrate"
     assert procfile["web"].startswith("gunicorn 'api:create_app()' --bind 127.0.0.1:${PORT:-8000}")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    for name, line in procfile.items():
-        program = shlex.split(line)[:3]
+    for name in LONG_RUNNING:
+        program = shlex.split(procfile[name])[:3]
         assert compose[name]["command"][:2] == program[:2], name
-    assert {"kafka", "postgres", "redis", "migrate"} <= set(compose)
+    # compose's one-shot migrate service is the Procfile's release step, and the others wait for it
+    assert compose["migrate"]["command"] == shlex.split(procfile["release"])
+    assert compose["migrate"]["restart"] == "no"
+    for name in LONG_RUNNING:
+        assert compose[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+    assert {"kafka", "postgres", "redis"} <= set(compose)
+
+
+def test_honcho_starts_only_the_long_running_processes_by_name():
+    # the release line exits when done: started with the others, Honcho would stop them all
+    run_sh = (ROOT / "deploy" / "local" / "run.sh").read_text()
+    assert "honcho start -f Procfile -p \"$PORT\" " + " ".join(LONG_RUNNING) in run_sh
+    assert "python -m schema.migrate" in run_sh
 
 
 def test_supervisord_config_runs_the_procfile_commands():
@@ -73,6 +89,7 @@ def test_supervisord_config_runs_the_procfile_commands():
     assert "-m supervisor" in conf
     assert "rq worker" in conf and keys.DEAD_LETTER_QUEUE in conf
     assert keys.DEAD_LETTER_QUEUE in _procfile()["deadletters"]
+    assert "programs=" + ",".join(f"kcm-{name}" for name in LONG_RUNNING) in conf
 
 
 @pytest.mark.parametrize("url,expected", [

@@ -1,10 +1,14 @@
-"""Fixtures for the API tests: the real app on the test PostgreSQL database and Redis DB index."""
+"""Fixtures for the API tests: the real app on the test PostgreSQL database and Redis DB index.
+
+Authentication is on, as in production: every app's test client sends the bootstrap admin token unless made
+with ``app.test_client(token=None)`` (no credentials) or another token."""
 from __future__ import annotations
 
 import dataclasses
 import socket
 
 import pytest
+from flask.testing import FlaskClient
 
 from api import create_app
 from api.context import EXTENSION
@@ -27,12 +31,36 @@ def closed_port_url() -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
+ADMIN_TOKEN = "kcm_test-bootstrap-admin-token-0123456789abcdef"
+# far above what a test sends: the rate-limit tests set their own limits
+TEST_RATE_LIMIT = "100000/minute"
+
+
+class AuthenticatedClient(FlaskClient):
+    """Sends ``Authorization: Bearer <token>`` on every request (the bootstrap admin's unless told otherwise)."""
+
+    def __init__(self, *args, token: str | None = ADMIN_TOKEN, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.token = token
+
+    def open(self, *args, **kwargs):
+        if self.token is not None:
+            headers = dict(kwargs.pop("headers", None) or {})
+            headers.setdefault("Authorization", f"Bearer {self.token}")
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+
+def test_settings(database_url: str, redis_url: str, **overrides) -> Settings:
+    values = {"bootstrap_admin_token": ADMIN_TOKEN, "auth": "enabled", "rate_limit_read": TEST_RATE_LIMIT,
+              "rate_limit_write": TEST_RATE_LIMIT, **overrides}
+    return dataclasses.replace(Settings.from_env(), database_url=database_url, redis_url=redis_url, **values)
+
+
 def make_app(database_url: str, redis_url: str, **overrides):
-    settings = dataclasses.replace(
-        Settings.from_env(), database_url=database_url, redis_url=redis_url, **overrides
-    )
-    app = create_app(settings)
+    app = create_app(test_settings(database_url, redis_url, **overrides))
     app.testing = True
+    app.test_client_class = AuthenticatedClient
     return app
 
 
@@ -99,9 +127,7 @@ def kcm(database_url, redis_client, redis_test_url):
     """The API's service layer over ``database_url``, without HTTP."""
     from api.context import build_services
 
-    services = build_services(
-        dataclasses.replace(Settings.from_env(), database_url=database_url, redis_url=redis_test_url)
-    )
+    services = build_services(test_settings(database_url, redis_test_url))
     yield services
     services.close()
 

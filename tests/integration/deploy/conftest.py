@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 import time
@@ -20,22 +21,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 2.0, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def wait_http_ok(url: str, proc, timeout: float = 60) -> bytes:
+def wait_http_ok(url: str, proc, timeout: float = 60, token: str | None = None) -> bytes:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"process manager exited with {proc.returncode} before {url} answered")
         try:
-            status, body = http_get(url)
+            status, body = http_get(url, token=token)
             if status == 200:
                 return body
             last = status
@@ -55,6 +57,7 @@ def kcm_env(sqlite_url, redis_test_url, kafka_bootstrap, tmp_path):
         "KCM_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "KCM_SUPERVISOR_ID": f"deploy-test-{os.getpid()}",
         "KCM_FILE_SINK_ROOT": str(tmp_path / "sink"),
+        "KCM_BOOTSTRAP_ADMIN_TOKEN": "kcm_" + secrets.token_urlsafe(32),
         "KCM_RECONCILE_INTERVAL": "1",
         "KCM_HEARTBEAT_INTERVAL": "0.5",
         "PYTHONUNBUFFERED": "1",

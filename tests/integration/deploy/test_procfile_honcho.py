@@ -1,4 +1,5 @@
-"""The Procfile runs under Honcho: API answers, the supervisor heartbeats, the rq worker registers."""
+"""The Procfile runs under Honcho: API answers, the supervisor heartbeats, the rq worker registers (the
+long-running processes started by name, as `make run` does)."""
 import os
 import signal
 import subprocess
@@ -14,11 +15,14 @@ from tests.support.kafka import wait_for
 def test_honcho_runs_every_procfile_process_and_stops_them(kcm_env, redis_test_url, tmp_path):
     port = free_port()
     log = open(tmp_path / "honcho.log", "wb")
-    proc = subprocess.Popen([str(VENV_BIN / "honcho"), "start", "-f", str(ROOT / "Procfile"), "-p", str(port)],
+    # by name, as deploy/local/run.sh does: the one-shot release line would stop the others when it exits
+    proc = subprocess.Popen([str(VENV_BIN / "honcho"), "start", "-f", str(ROOT / "Procfile"), "-p", str(port),
+                             "web", "supervisor", "deadletters"],
                             cwd=ROOT, env=kcm_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     r = redis.Redis.from_url(redis_test_url)
     try:
-        body = wait_http_ok(f"http://127.0.0.1:{port}/consumers/", proc)
+        body = wait_http_ok(f"http://127.0.0.1:{port}/consumers/", proc,
+                            token=kcm_env["KCM_BOOTSTRAP_ADMIN_TOKEN"])
         assert body.startswith(b"[")
         wait_http_ok(f"http://127.0.0.1:{port}/openapi.json", proc)
         wait_for(lambda: r.exists(keys.supervisor_key(kcm_env["KCM_SUPERVISOR_ID"])), timeout=30,

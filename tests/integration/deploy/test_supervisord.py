@@ -55,7 +55,8 @@ def test_supervisord_runs_kcm_programs_and_stops_them(kcm_env, redis_test_url, t
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = redis.Redis.from_url(redis_test_url)
     try:
-        wait_http_ok(f"http://127.0.0.1:{port}/consumers/", proc, timeout=90)
+        wait_http_ok(f"http://127.0.0.1:{port}/consumers/", proc, timeout=90,
+                     token=kcm_env["KCM_BOOTSTRAP_ADMIN_TOKEN"])
         wait_for(lambda: r.exists(keys.supervisor_key(kcm_env["KCM_SUPERVISOR_ID"])), timeout=30,
                  message="the supervisor's heartbeat key")
         wait_for(lambda: _ctl(conf, "status").stdout.count("RUNNING") == 3, timeout=30,

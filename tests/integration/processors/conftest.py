@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from types import SimpleNamespace
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from processors.context import ProcessorContext
 from schema.settings import Settings
 
 
@@ -15,15 +15,22 @@ from schema.settings import Settings
 def sink_root(tmp_path, monkeypatch):
     root = tmp_path / "sink"
     root.mkdir()
-    # the ConfigSchema (API side) reads the root from the environment, the processor from context.settings
+    # the contexts below take the root from Settings.from_env(), as the worker's settings would
     monkeypatch.setenv("KCM_FILE_SINK_ROOT", str(root))
     return root
 
 
+def worker_context(settings: Settings, redis=None, *, consumer_id: str = "c-test", bootstrap: str = "",
+                   security: dict | None = None) -> ProcessorContext:
+    """The ProcessorContext a worker builds for replica 0 of a consumer."""
+    return ProcessorContext(settings=settings, consumer_id=consumer_id,
+                            bootstrap_servers=bootstrap or settings.kafka_bootstrap, security=security or {},
+                            topic="", replica=0, redis=redis)
+
+
 @pytest.fixture
 def context(sink_root, redis_client):
-    settings = Settings.from_env()
-    return SimpleNamespace(redis=redis_client, settings=settings, spec=None, replica=0)
+    return worker_context(Settings.from_env(), redis_client)
 
 
 def drive(bootstrap: str, topic: str, pipeline, *, expected: int, group: str | None = None,
@@ -69,7 +76,7 @@ def drive(bootstrap: str, topic: str, pipeline, *, expected: int, group: str | N
 def pg_context(pg_url, sink_root, redis_client, monkeypatch):
     """A worker-like context whose kcm database is the migrated PostgreSQL test database."""
     monkeypatch.setenv("KCM_DATABASE_URL", pg_url)
-    return SimpleNamespace(redis=redis_client, settings=Settings.from_env(), spec=None, replica=0)
+    return worker_context(Settings.from_env(), redis_client)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """database_sync against the real PostgreSQL, driven by a real consumer through Pipeline."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -25,7 +26,7 @@ def _spec(table, on_error="retry", **config):
 
 
 def _open(specs, context, consumer_id="c-db"):
-    pipeline = Pipeline.build(specs, consumer_id=consumer_id, context=context)
+    pipeline = Pipeline.build(specs, context=dataclasses.replace(context, consumer_id=consumer_id))
     pipeline.open()
     return pipeline
 
@@ -100,25 +101,40 @@ def test_constraint_violation_with_retry_stops_before_the_poison(kafka_bootstrap
     assert _rows(pg_conn, sync_table, 'max("offset") + 1, count(*)') == [(committed, committed)]
 
 
+def _stored(pg_engine, spec: ProcessorSpec, topic: str) -> tuple[ProcessorSpec, str]:
+    """The consumer and processor rows kcm's database holds for ``spec``: the spec with the row's id."""
+    from schema.db import make_session_factory
+    from schema.models import Consumer, DownstreamProcessor
+
+    with make_session_factory(pg_engine)() as session, session.begin():
+        consumer = Consumer(bootstrap_servers=["127.0.0.1:1"], topic=topic, consumer_group="g-db-dl")
+        row = DownstreamProcessor(processor_type=spec.processor_type, config=dict(spec.config),
+                                  on_error=spec.on_error, position=0)
+        consumer.downstream_processors.append(row)
+        session.add(consumer)
+    return dataclasses.replace(spec, id=str(row.id)), str(consumer.id)
+
+
 def test_dead_letter_isolates_the_poison_row_and_replay_after_the_fix_delivers_it(
-        kafka_bootstrap, topic_factory, pg_context, pg_conn, sync_table, redis_client):
+        kafka_bootstrap, topic_factory, pg_context, pg_conn, sync_table, redis_client, pg_engine, pg_clean):
     _poison_table(pg_conn, sync_table)
     topic = topic_factory(partitions=1)
     produce(kafka_bootstrap, topic, 1_000, value_fn=_poison_value)
     spec = _spec(sync_table, "dead_letter", value_format="text", dead_letter_retry_intervals=[0], **FAST)
-    pipeline = _open([spec], pg_context, consumer_id="c-db-dl")
+    spec, consumer_id = _stored(pg_engine, spec, topic)  # a replay delivers to the processor as kcm stores it
+    pipeline = _open([spec], pg_context, consumer_id=consumer_id)
     drive(kafka_bootstrap, topic, pipeline, expected=1_000, group="g-db-dl", batch_size=250)
     pipeline.close()
 
     assert _rows(pg_conn, sync_table) == [(999,)]
     assert _rows(pg_conn, sync_table, "count(*)", 'WHERE "offset" = 500') == [(0,)]
     assert committed_offsets(kafka_bootstrap, "g-db-dl", topic)[0] == 1_000
-    (job_id,) = [j.decode() for j in redis_client.zrange(keys.dead_letter_index("c-db-dl"), 0, -1)]
+    (job_id,) = [j.decode() for j in redis_client.zrange(keys.dead_letter_index(consumer_id), 0, -1)]
     queue = Queue(keys.DEAD_LETTER_QUEUE, connection=redis_client)
     meta = queue.fetch_job(job_id).meta["dead_letter"]
     assert (meta["topic"], meta["partition"], meta["offset"]) == (topic, 0, 500)
     assert meta["error_class"] == "psycopg2.errors.CheckViolation" and "no_poison" in meta["error_message"]
-    assert meta["processor_type"] == "database_sync" and meta["processor_id"] == "db-1"
+    assert meta["processor_type"] == "database_sync" and meta["processor_id"] == spec.id
 
     with pg_conn.cursor() as cur:  # fix the cause, then let rq replay the dead letter
         cur.execute(f'ALTER TABLE "{sync_table}" DROP CONSTRAINT no_poison')
@@ -126,7 +142,7 @@ def test_dead_letter_isolates_the_poison_row_and_replay_after_the_fix_delivers_i
     assert _rows(pg_conn, sync_table, "convert_from(key, 'UTF8'), value", 'WHERE "offset" = 500') == [
         ("k500", "POISON-500")]
     _assert_complete(pg_conn, sync_table, 1_000)
-    assert redis_client.zcard(keys.dead_letter_index("c-db-dl")) == 0
+    assert redis_client.zcard(keys.dead_letter_index(consumer_id)) == 0
 
 
 def test_non_json_value_is_a_poison_message_for_the_json_format(pg_context, pg_conn, sync_table):
@@ -206,12 +222,61 @@ def test_config_rejects_a_plaintext_dsn_and_odd_table_names():
         DatabaseSyncProcessor.validate_config({"table": 'x"; DROP TABLE y; --'})
 
 
-def test_sqlite_kcm_database_without_dsn_is_fatal(sink_root, monkeypatch, tmp_path):
-    from types import SimpleNamespace
+def test_an_empty_config_writes_kcm_messages_created_in_kcms_own_database(pg_context, pg_conn):
+    """The design document's ``"config": {}``: the default table, created if missing, in kcm's database."""
+    with pg_conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS kcm_messages")
+    pipeline = Pipeline.build([ProcessorSpec(id="db-default", processor_type="database_sync", config={})],
+                              context=pg_context)
+    pipeline.open()
+    batch = [Record("orders", 0, i, b"v%d" % i, key_=b"k") for i in range(20)]
+    pipeline.deliver(batch)
+    pipeline.deliver(batch[10:])  # a redelivery: no duplicate
+    pipeline.close()
+    try:
+        assert _rows(pg_conn, "kcm_messages", 'count(*), min("offset"), max("offset")') == [(20, 0, 19)]
+        assert _rows(pg_conn, "kcm_messages", "convert_from(value, 'UTF8')", 'WHERE "offset" = 7') == [("v7",)]
+    finally:
+        with pg_conn.cursor() as cur:
+            cur.execute("DROP TABLE kcm_messages")
 
-    from schema.settings import Settings
 
-    settings = Settings.from_env({"KCM_DATABASE_URL": f"sqlite:///{tmp_path / 'k.db'}"})
-    pipeline = Pipeline.build([_spec("t")], consumer_id="c", context=SimpleNamespace(settings=settings))
-    with pytest.raises(FatalError, match="not PostgreSQL"):
-        pipeline.open()
+@pytest.mark.parametrize("table", ["consumers", "downstream_processors", "alembic_version", "kcm_offsets",
+                                   "kcm_changes", "kcm_stage", "public.consumers", "other.kcm_offsets",
+                                   "CONSUMERS", '"consumers"', "Public.Downstream_Processors"])
+def test_kcms_own_tables_are_never_a_target(table):
+    with pytest.raises(ValidationError) as info:
+        DatabaseSyncProcessor.validate_config({"table": table})
+    assert any("kcm's own tables" in m for m in info.value.messages["table"])
+
+
+@pytest.mark.parametrize("table", ["kcm_messages", "public.kcm_messages", "events", "analytics.orders",
+                                   "consumers_archive", "my_kcm_table"])
+def test_other_tables_and_the_default_sink_table_are_accepted(table):
+    assert DatabaseSyncProcessor.validate_config({"table": table})["table"] == table
+
+
+def test_create_table_defaults_to_true_only_for_the_default_table():
+    assert DatabaseSyncProcessor.validate_config({})["table"] == "kcm_messages"
+    assert DatabaseSyncProcessor.validate_config({})["create_table"] is True
+    assert DatabaseSyncProcessor.validate_config({"create_table": False})["create_table"] is False
+    assert DatabaseSyncProcessor.validate_config({"table": "events"})["create_table"] is False
+
+
+@pytest.mark.parametrize("form", ["libpq", "postgresql", "postgresql+psycopg2"])
+def test_a_dsn_reference_may_hold_a_libpq_dsn_or_any_postgresql_url(form, pg_context, pg_conn, pg_url, sync_table,
+                                                                   monkeypatch):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_url)
+    value = {"libpq": f"host={url.host} port={url.port} dbname={url.database} user={url.username} "
+                      f"password={url.password}",
+             "postgresql": url.set(drivername="postgresql").render_as_string(hide_password=False),
+             "postgresql+psycopg2": url.render_as_string(hide_password=False)}[form]
+    monkeypatch.setenv("KCM_TEST_SYNC_DSN", value)
+    pipeline = _open([_spec(sync_table, dsn="${env:KCM_TEST_SYNC_DSN}")], pg_context)
+    processor = pipeline.stages[0][1]
+    pipeline.deliver([Record("t", 0, i, b"x") for i in range(5)])
+    pipeline.close()
+    assert processor._sql is None  # the COPY path
+    assert _rows(pg_conn, sync_table) == [(5,)]

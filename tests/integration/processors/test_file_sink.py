@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 
 import pytest
 from marshmallow import ValidationError
+from marshmallow.experimental.context import Context
 
 from processors.base import FatalError, Record, RetriableError
 from processors.file_sink import FileSinkProcessor
 from processors.pipeline import Pipeline
+from schema.settings import Settings
 from schema.spec import ProcessorSpec
 from tests.integration.processors.conftest import drive
 from tests.support.kafka import produce
@@ -27,7 +30,7 @@ def test_json_sink_receives_100k_messages_with_every_partition_offset(kafka_boot
                                                                       sink_root):
     topic = topic_factory(partitions=4)
     produce(kafka_bootstrap, topic, 100_000, size=40)
-    pipeline = _pipeline(context, path="out/all.jsonl", format="json")
+    pipeline = _pipeline(context, file_path="out/all.jsonl", format="json")
     try:
         _group, delivered = drive(kafka_bootstrap, topic, pipeline, expected=100_000)
     finally:
@@ -49,7 +52,7 @@ def test_json_sink_receives_100k_messages_with_every_partition_offset(kafka_boot
 def test_raw_sink_writes_each_value_once_per_line(kafka_bootstrap, topic_factory, context, sink_root):
     topic = topic_factory(partitions=3)
     produce(kafka_bootstrap, topic, 20_000, value_fn=lambda i: b"value-%d" % i)
-    pipeline = _pipeline(context, path="raw.log", format="raw")
+    pipeline = _pipeline(context, path="raw.log", format="raw")  # a row stored before file_path
     try:
         drive(kafka_bootstrap, topic, pipeline, expected=20_000)
     finally:
@@ -59,7 +62,7 @@ def test_raw_sink_writes_each_value_once_per_line(kafka_bootstrap, topic_factory
 
 
 def test_json_envelope_keeps_binary_values_as_base64_and_headers(context, sink_root):
-    pipeline = _pipeline(context, path="bin.jsonl", format="json")
+    pipeline = _pipeline(context, file_path="bin.jsonl", format="json")
     binary = bytes(range(256))
     pipeline.deliver([
         Record("t", 0, 7, binary, key_=b"k", headers_=(("h", b"v"),), timestamp_=(1, 1_700_000_000_000)),
@@ -73,7 +76,7 @@ def test_json_envelope_keeps_binary_values_as_base64_and_headers(context, sink_r
 
 
 def test_size_rotation_keeps_every_line_across_files(context, sink_root):
-    pipeline = _pipeline(context, path="rot/r.log", rotate_bytes=2_000)
+    pipeline = _pipeline(context, file_path="rot/r.log", rotate_bytes=2_000)
     for start in range(0, 1_000, 100):
         pipeline.deliver([Record("t", 0, i, b"line-%04d" % i) for i in range(start, start + 100)])
     pipeline.close()
@@ -84,7 +87,7 @@ def test_size_rotation_keeps_every_line_across_files(context, sink_root):
 
 
 def test_time_rotation_rotates_an_old_file(context, sink_root):
-    pipeline = _pipeline(context, path="time.log", rotate_seconds=1)
+    pipeline = _pipeline(context, file_path="time.log", rotate_seconds=1)
     processor = pipeline.stages[0][1]
     processor._opened_at -= 5  # the file was opened 5 s ago: the next flush must rotate it
     pipeline.deliver([Record("t", 0, 0, b"a")])
@@ -95,12 +98,34 @@ def test_time_rotation_rotates_an_old_file(context, sink_root):
     assert (sink_root / "time.log").read_bytes() == b"b\n"
 
 
+def _validate(config: dict, sink_root) -> dict:
+    """As the API validates: with its settings (the root) in marshmallow's Context."""
+    settings = dataclasses.replace(Settings.from_env(), file_sink_root=str(sink_root))
+    with Context({"settings": settings}):
+        return FileSinkProcessor.validate_config(config)
+
+
 @pytest.mark.parametrize("path", ["../escape.log", "a/../../escape.log", "/etc/passwd", "/tmp/x.log",
                                   "ok\x00.log", "", "dir/"])
 def test_path_outside_the_root_is_rejected_by_the_config_schema(sink_root, path):
     with pytest.raises(ValidationError) as info:
-        FileSinkProcessor.validate_config({"path": path})
-    assert "path" in info.value.messages
+        _validate({"file_path": path}, sink_root)
+    assert "file_path" in info.value.messages
+
+
+def test_the_root_is_named_in_the_message_and_the_alias_is_checked_the_same(sink_root):
+    with pytest.raises(ValidationError) as info:
+        _validate({"path": "/etc/passwd"}, sink_root)
+    assert info.value.messages == {"file_path": [f"path must be inside the file sink root {sink_root}"]}
+
+
+def test_path_is_an_alias_of_file_path_and_both_together_are_refused(sink_root):
+    assert FileSinkProcessor.canonical_config({"path": "a.log", "format": "json"}) == {
+        "file_path": "a.log", "format": "json"}
+    assert _validate({"path": "a.log"}, sink_root)["file_path"] == "a.log"
+    with pytest.raises(ValidationError) as info:
+        _validate({"path": "a.log", "file_path": "b.log"}, sink_root)
+    assert list(info.value.messages) == ["path"]
 
 
 def test_symlink_escaping_the_root_is_rejected(sink_root, tmp_path):
@@ -108,19 +133,27 @@ def test_symlink_escaping_the_root_is_rejected(sink_root, tmp_path):
     outside.mkdir()
     (sink_root / "link").symlink_to(outside)
     with pytest.raises(ValidationError):
-        FileSinkProcessor.validate_config({"path": "link/x.log"})
+        _validate({"file_path": "link/x.log"}, sink_root)
     (sink_root / "file-link.log").symlink_to(outside / "target.log")
     with pytest.raises(ValidationError):
-        FileSinkProcessor.validate_config({"path": "file-link.log"})
+        _validate({"file_path": "file-link.log"}, sink_root)
 
 
 def test_absolute_path_inside_the_root_is_accepted(sink_root):
-    config = FileSinkProcessor.validate_config({"path": str(sink_root / "in" / "x.log")})
-    assert config["path"] == str(sink_root / "in" / "x.log")
+    config = _validate({"file_path": str(sink_root / "in" / "x.log")}, sink_root)
+    assert config["file_path"] == str(sink_root / "in" / "x.log")
+
+
+def test_a_path_outside_the_root_that_reached_the_worker_is_fatal_at_open(context, sink_root):
+    """Outside the API no settings are in the Context: the worker's open() is the check, with its own root."""
+    pipeline = Pipeline.build([ProcessorSpec(id="fs-x", processor_type="file_sink",
+                                             config={"file_path": "/tmp/escape.log"})], context=context)
+    with pytest.raises(FatalError, match=f"inside the file sink root {sink_root}"):
+        pipeline.open()
 
 
 def test_open_rechecks_a_symlink_planted_after_validation(context, sink_root, tmp_path):
-    config = FileSinkProcessor.validate_config({"path": "later.log"})
+    config = _validate({"file_path": "later.log"}, sink_root)
     (sink_root / "later.log").symlink_to(tmp_path / "stolen.log")
     processor = FileSinkProcessor(config, consumer_id="c", processor_id="p", context=context)
     with pytest.raises(FatalError, match="outside the file sink root"):
@@ -134,12 +167,12 @@ def test_fsync_every_batch_by_default_and_at_most_every_interval_otherwise(conte
     calls = []
     real_fsync = os.fsync
     monkeypatch.setattr(file_sink.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd)))
-    every_batch = _pipeline(context, path="every.log")
+    every_batch = _pipeline(context, file_path="every.log")
     for i in range(5):
         every_batch.deliver([Record("t", 0, i, b"x")])
     assert len(calls) == 5
     calls.clear()
-    interval = _pipeline(context, path="interval.log", fsync_interval_ms=60_000)
+    interval = _pipeline(context, file_path="interval.log", fsync_interval_ms=60_000)
     for i in range(5):
         interval.deliver([Record("t", 0, i, b"x")])
     assert len(calls) == 0  # within the interval: written (page cache) but not fsync'd
@@ -154,7 +187,7 @@ def test_open_cuts_a_torn_last_line_left_by_a_killed_writer(context, sink_root):
     redelivered batch). The batch's offsets were never stored, so open cuts the torn line before appending."""
     torn = sink_root / "torn.jsonl"
     torn.write_bytes(b'{"offset":1}\n{"offset":2}\n{"topic":"t","partiti')
-    pipeline = _pipeline(context, path="torn.jsonl", format="raw")
+    pipeline = _pipeline(context, file_path="torn.jsonl", format="raw")
     pipeline.deliver([Record("t", 0, 3, b'{"offset":3}')])
     pipeline.close()
     assert torn.read_bytes() == b'{"offset":1}\n{"offset":2}\n{"offset":3}\n'
@@ -166,7 +199,7 @@ def test_open_cuts_a_torn_line_longer_than_one_read_chunk_and_a_file_with_no_com
     no_line = sink_root / "none.log"
     no_line.write_bytes(b"y" * 70_000)
     for name in ("long.log", "none.log"):
-        pipeline = _pipeline(context, path=name)
+        pipeline = _pipeline(context, file_path=name)
         pipeline.deliver([Record("t", 0, 0, b"next")])
         pipeline.close()
     assert long_tail.read_bytes() == b"whole\nnext\n"
@@ -185,7 +218,7 @@ def test_a_write_failing_half_way_is_cut_back_so_the_retry_leaves_whole_lines(co
             raise OSError(28, "No space left on device")
         return real_write(fd, data)
 
-    processor = FileSinkProcessor({"path": "half.log", "format": "raw", "fsync_interval_ms": 0, "rotate_bytes": 0,
+    processor = FileSinkProcessor({"file_path": "half.log", "format": "raw", "fsync_interval_ms": 0, "rotate_bytes": 0,
                                    "rotate_seconds": 0}, consumer_id="c", processor_id="p", context=context)
     processor.open()
     processor.process([Record("t", 0, 0, b"first")])

@@ -90,3 +90,24 @@ def test_plaintext_secrets_and_forced_settings_are_rejected():
         KafkaForwardProcessor.validate_config({"topic": "t", "security": {"acks": "1"}})
     config = KafkaForwardProcessor.validate_config({"topic": "t", "security": {"sasl.password": "${env:PW}"}})
     assert config["security"] == {"sasl.password": "${env:PW}"}
+
+
+def test_the_consumers_own_cluster_is_reached_with_the_consumers_security_when_the_forwarder_has_none(
+        kafka_bootstrap, topic_factory, context, monkeypatch):
+    import dataclasses
+
+    target = topic_factory(partitions=1)
+    secured = dataclasses.replace(context, bootstrap_servers=kafka_bootstrap,
+                                  security={"security.protocol": "${env:KCM_TEST_FWD_PROTOCOL}"})
+    monkeypatch.delenv("KCM_TEST_FWD_PROTOCOL", raising=False)
+    with pytest.raises(FatalError, match="KCM_TEST_FWD_PROTOCOL"):  # the consumer's reference is what it resolves
+        _open(secured, topic=target)
+    monkeypatch.setenv("KCM_TEST_FWD_PROTOCOL", "PLAINTEXT")
+    pipeline = _open(secured, topic=target)
+    pipeline.deliver([Record("src", 0, i, b"s%d" % i) for i in range(3)])
+    pipeline.close()
+    assert [m.value() for m in consume_all(kafka_bootstrap, target, "g-fwd-sec", 3)] == [b"s0", b"s1", b"s2"]
+
+    monkeypatch.delenv("KCM_TEST_FWD_PROTOCOL")  # another cluster gets only the forwarder's own settings
+    for servers in ([kafka_bootstrap], kafka_bootstrap):
+        _open(secured, topic=target, bootstrap_servers=servers).close()

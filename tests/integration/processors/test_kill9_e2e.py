@@ -16,6 +16,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -227,3 +228,74 @@ def test_worker_with_dead_letter_policy_delivers_999_and_dead_letters_the_poison
 
     meta = Job.fetch(job_id.decode(), connection=redis_client).meta["dead_letter"]
     assert (meta["topic"], meta["offset"], meta["processor_id"]) == (topic, 500, "c")
+
+
+PACED_RATE = 400  # messages per second, produced evenly (8 every 20 ms)
+PACED_SECONDS = 9
+
+
+def _produce_paced(bootstrap: str, topic: str, rate: int, seconds: float, stop: threading.Event) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0, "enable.idempotence": True})
+    tick, per_tick = 0.02, max(1, round(rate * 0.02))
+    start, sent = time.monotonic(), 0
+    while sent < rate * seconds and not stop.is_set():
+        for _ in range(per_tick):
+            producer.produce(topic, value=b"%08d" % sent)
+            sent += 1
+        producer.poll(0)
+        time.sleep(max(0.0, start + (sent // per_tick) * tick - time.monotonic()))
+    assert producer.flush(30) == 0
+
+
+def test_kill_9_redelivers_at_most_about_one_commit_interval_of_a_paced_stream(
+        kafka_bootstrap, topic_factory, sink_root, redis_test_url, tmp_path):
+    """KCM_COMMIT_INTERVAL_MS=1000: a kill -9 redelivers at most ~1 s of traffic plus the batch in flight (with
+    librdkafka's old 5 s default, the same kill 4 s into the run redelivers everything: nothing was committed)."""
+    topic = topic_factory(partitions=1)
+    spec = _spec(topic, [ProcessorSpec(id="file", processor_type="file_sink",
+                                       config={"path": "paced/out.jsonl", "format": "json"})])
+    interval_ms = 1000
+    env = {**WORKER_ENV, "KCM_REDIS_URL": redis_test_url, "KCM_FILE_SINK_ROOT": str(sink_root),
+           "KCM_COMMIT_INTERVAL_MS": str(interval_ms)}
+    out = sink_root / "paced" / "out.jsonl"
+    lines = lambda: out.read_bytes().splitlines() if out.exists() else []  # noqa: E731
+    stop = threading.Event()
+    producer = threading.Thread(target=_produce_paced, args=(kafka_bootstrap, topic, PACED_RATE, PACED_SECONDS, stop))
+    worker = WorkerProcess(spec, env, tmp_path)
+    producer.start()
+    try:
+        proc = worker.start()
+        deadline = time.monotonic() + 30
+        while not lines():
+            assert proc.poll() is None and time.monotonic() < deadline, worker.tail()
+            time.sleep(0.05)
+        consuming_since = time.monotonic()
+        while time.monotonic() < consuming_since + 4.0:  # the worker has consumed the paced stream for > 3 s
+            assert proc.poll() is None, worker.tail()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        delivered_before_kill = len(lines())
+        proc = worker.start()
+        producer.join(PACED_SECONDS + 30)
+        total = PACED_RATE * PACED_SECONDS
+        deadline = time.monotonic() + 60
+        while len({(e["partition"], e["offset"]) for e in map(json.loads, lines())}) < total:
+            assert proc.poll() is None and time.monotonic() < deadline, worker.tail()
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, worker.tail()
+    finally:
+        stop.set()
+        producer.join(30)
+
+    entries = [(e["partition"], e["offset"]) for e in map(json.loads, lines())]
+    assert set(entries) == {(0, o) for o in range(total)}  # nothing lost
+    redelivered = len(entries) - total
+    batch_in_flight = PACED_RATE * float(WORKER_ENV["KCM_BATCH_TIMEOUT"])
+    bound = (PACED_RATE * interval_ms / 1000 + batch_in_flight) * 1.5  # 50 % margin for a loaded machine
+    assert delivered_before_kill >= PACED_RATE * 3  # the kill came after more than 3 s of traffic
+    assert redelivered <= bound, (f"{redelivered} redelivered after kill -9, over the bound {bound:.0f} "
+                                  f"({delivered_before_kill} delivered before the kill)")

@@ -11,9 +11,13 @@ from tests.support.kafka import produce, wait_for
 
 @pytest.fixture
 def api(runtime, pg_url, redis_test_url):
+    """The API as deployed: authentication on; the client is the bootstrap admin."""
     from api import create_app
+    from tests.integration.api.conftest import ADMIN_TOKEN, AuthenticatedClient
 
-    app = create_app(Settings.from_env({**runtime.env, "KCM_DATABASE_URL": pg_url, "KCM_REDIS_URL": redis_test_url}))
+    app = create_app(Settings.from_env({**runtime.env, "KCM_DATABASE_URL": pg_url, "KCM_REDIS_URL": redis_test_url,
+                                        "KCM_BOOTSTRAP_ADMIN_TOKEN": ADMIN_TOKEN}))
+    app.test_client_class = AuthenticatedClient
     return app.test_client()
 
 

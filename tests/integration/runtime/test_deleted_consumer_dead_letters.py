@@ -10,6 +10,7 @@ import uuid
 from rq.job import Job
 
 from processors.base import Record
+from processors.context import ProcessorContext
 from processors.dead_letters import DeadLetterQueue
 from processors.policy import DeliveryPolicy
 from schema import keys
@@ -21,7 +22,8 @@ from tests.support.kafka import wait_for
 
 def _dead_letter(runtime, cid: str) -> str:
     """What a worker's pipeline does when it gives up on a message under on_error=dead_letter."""
-    queue = DeadLetterQueue(runtime.redis, Settings.from_env(), cid)
+    queue = DeadLetterQueue(ProcessorContext(settings=Settings.from_env(), consumer_id=cid,
+                                             bootstrap_servers=runtime.bootstrap, redis=runtime.redis))
     spec = ProcessorSpec(id="p-1", processor_type="test_collector", config={"path": "/dev/null"},
                          on_error="dead_letter")
     return queue.send(spec, DeliveryPolicy(on_error="dead_letter", dead_letter_retry_intervals=(3600,)),

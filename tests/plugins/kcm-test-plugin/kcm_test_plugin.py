@@ -1,7 +1,9 @@
 """A third-party processor for kcm's tests: records ``topic partition offset value`` lines in a file.
 
 Config: ``path`` (required), ``fail_on`` (a value substring that raises a RetriableError: a poison message),
-``fail_open`` (raise a FatalError in open(): a bad-config stand-in), ``delay_ms`` (sleep per batch).
+``fail_open`` (raise a FatalError in open(): a bad-config stand-in), ``delay_ms`` (sleep per batch),
+``fail_while_exists`` (a file path: every batch raises a RetriableError while that file exists: a sink that is
+down until the test removes the file).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ class CollectorConfig(Schema):
     fail_on = fields.String(load_default=None, allow_none=True)
     fail_open = fields.Boolean(load_default=False)
     delay_ms = fields.Integer(load_default=0)
+    fail_while_exists = fields.String(load_default=None, allow_none=True)
 
 
 class CollectorProcessor(BaseProcessor):
@@ -31,6 +34,9 @@ class CollectorProcessor(BaseProcessor):
         self._pending = []
 
     def process(self, batch):
+        down = self.config["fail_while_exists"]
+        if down and os.path.exists(down):
+            raise RetriableError(f"sink down while {down} exists")
         fail_on = self.config["fail_on"]
         lines = []
         for m in batch:

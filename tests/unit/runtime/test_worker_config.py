@@ -63,3 +63,25 @@ def test_bad_auto_offset_reset_is_a_config_error():
     with pytest.raises(ConsumerConfigError, match="auto_offset_reset"):
         consumer_config(spec(auto_offset_reset="sideways"), SETTINGS, {})
 
+
+
+def test_a_refused_value_is_named_by_its_property_and_no_resolved_secret_survives():
+    from workers.config import refused_config_message, secret_values
+
+    security = {"security.protocol": "${env:PROTO}", "sasl.mechanism": "PLAIN", "sasl.password": "${env:PW}"}
+    config = consumer_config(spec(security=security), SETTINGS, {"PROTO": "hunter2-proto", "PW": "hunter2-pw"})
+    secrets = secret_values(security, config)
+    assert set(secrets) == {"hunter2-proto", "hunter2-pw"}  # only the values that came from references
+    echoed = refused_config_message('Invalid value "hunter2-proto" for configuration property "security.protocol"',
+                                    secrets)
+    assert echoed == 'the value of configuration property "security.protocol" was refused'
+    elsewhere = refused_config_message("Failed to create consumer: bad password hunter2-pw here", secrets)
+    assert "hunter2" not in elsewhere and "***" in elsewhere
+    plain = "Failed to create consumer: Unsupported SASL mechanism: NOPE"
+    assert refused_config_message(plain, secrets) == plain  # nothing secret: librdkafka's words as they are
+
+
+def test_max_poll_interval_comes_from_the_setting():
+    config = consumer_config(spec(), Settings.from_env({"KCM_MAX_POLL_INTERVAL_MS": "6000"}), {})
+    assert config["max.poll.interval.ms"] == 6000
+    assert consumer_config(spec(), SETTINGS, {})["max.poll.interval.ms"] == 300_000  # librdkafka's default
