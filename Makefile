@@ -8,11 +8,12 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install services services-stop services-status services-env run test test-unit \
-        test-integration lint bench migrate clean
+        test-integration chaos lint bench migrate clean
 
 help:
 	@echo "make run     - start kcm locally (API + supervisor + dead-letter worker) on embedded defaults"
-	@echo "make test    - install, start Kafka/PostgreSQL/Redis, run the whole test suite"
+	@echo "make test    - install, start Kafka/PostgreSQL/Redis, run the whole test suite (chaos faults once each)"
+	@echo "make chaos   - the chaos suite, every fault x 5 (KCM_CHAOS_ROUNDS); table in .local/chaos/latest.md"
 	@echo "make services | services-stop | services-status | services-env"
 	@echo "make install | lint | bench | migrate"
 
@@ -47,12 +48,18 @@ run: install
 	@$(SERVICES) start redis kafka
 	@deploy/local/run.sh
 
-# pytest's exit code 5 (no tests collected) is a failure here, not a pass
+# pytest's exit code 5 (no tests collected) is a failure here, not a pass. tests/chaos is part of it: each fault
+# once (KCM_CHAOS_ROUNDS=1), against private Redis/PostgreSQL/Kafka instances the suite starts and stops itself
 test: install
 	@$(SERVICES) start
 	@set -a; eval "$$($(SERVICES) env)"; set +a; \
 	  rc=0; $(PY) -m pytest $(PYTEST_ARGS) || rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
+
+chaos: install
+	@$(SERVICES) start
+	@set -a; eval "$$($(SERVICES) env)"; set +a; \
+	  KCM_CHAOS_ROUNDS=$${KCM_CHAOS_ROUNDS:-5} $(PY) -m pytest -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
 
 test-unit: install
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

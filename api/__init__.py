@@ -15,7 +15,7 @@ from schema.settings import Settings
 API_TITLE = "kcm — Kafka Consumer Manager"
 API_VERSION = "1.0.0"
 VIEW_MODULES = ("consumers", "control", "status", "processors", "processor_types", "dead_letters", "api_keys",
-                "audit")
+                "audit", "health", "metrics", "supervisors")
 
 
 def _openapi_config(settings: Settings) -> dict:
@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api.context import EXTENSION, build_services
     from api.errors import Api, error_body, register_error_handlers
     from api.guards import install_request_guards
+    from api.services.metrics import install_http_metrics
+    from api.transport import install_transport
 
     settings = settings or Settings.from_env()
     logging.getLogger("kcm").setLevel(settings.log_level.upper())
@@ -78,4 +80,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_auth(app, api, settings, app.extensions[EXTENSION], error_body)
     register_error_handlers(app)
     install_request_guards(app)
+    install_transport(app, settings)  # HSTS over HTTPS; X-Forwarded-* only from KCM_TRUSTED_PROXIES
+    install_http_metrics(app)  # docs/monitoring.md
     return app

@@ -6,10 +6,18 @@ worker hands librdkafka's own objects over without copying; ``Record`` is the sa
 rebuilt elsewhere (dead-letter replay, tests).
 
 Life cycle: ``open()`` once, then for each batch ``process(batch)`` and ``flush()`` (returns only when the
-batch is durable in the target), and ``close()`` at the end. Raise ``RetriableError`` for a failure that
-may pass (target down), ``FatalError`` for one that will not (bad config, authentication): the worker exits
-with the configuration-error code and the supervisor marks the replica FATAL. A ``RetriableError`` is retried
-with the processor's policy while the worker keeps its group membership (partitions paused, still polling).
+batch is durable in the target), and ``close()`` at the end. Classify every failure (docs/plugins.md):
+
+- ``RetriableError``: may pass if tried again (target down, timeout, lock). The whole batch is retried with the
+  processor's policy while the worker keeps its group membership (partitions paused, still polling).
+- ``PoisonMessageError``: the data itself cannot be written (invalid JSON for a json column, a constraint
+  violation, an encoding error, a message too large for the target). Retrying cannot help: the pipeline goes
+  straight to isolating the failing message(s) for ``on_error`` (dead_letter/skip), or fails the batch at once
+  under ``retry``.
+- ``FatalError``: nothing will work (bad config, authentication, missing target): the worker exits with the
+  configuration-error code and the supervisor marks the replica FATAL.
+
+Any other exception counts as retriable.
 
 ``context`` is a ``processors.context.ProcessorContext``: the settings, the consumer's cluster (bootstrap servers
 and security references), Redis, and whether this is a dead-letter replay. A processor reads where it runs from
@@ -85,6 +93,11 @@ class RetriableError(ProcessorError):
 
 class FatalError(ProcessorError):
     """Retrying will not help: bad configuration, authentication failure, missing target."""
+
+
+class PoisonMessageError(ProcessorError):
+    """A data error: some message of the batch can never be written (invalid value, constraint violation,
+    encoding, size). Not retried on the whole batch; the failing message(s) are isolated at once."""
 
 
 class EmptyConfigSchema(Schema):

@@ -35,9 +35,17 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
-from processors.base import FatalError, ProcessorError, RetriableError
+from processors.base import FatalError, PoisonMessageError, RetriableError
 from processors.encoding import headers_json
 
 log = logging.getLogger(__name__)
@@ -45,7 +53,7 @@ log = logging.getLogger(__name__)
 OFFSETS_TABLE = "kcm_offsets"
 
 
-class InvalidValue(ProcessorError):
+class InvalidValue(PoisonMessageError):
     """A message whose value does not fit ``value_format``: a poison message, isolated by ``on_error``."""
 
 
@@ -166,18 +174,20 @@ def _make_engine(url: str, connect_timeout: int):
         raise FatalError(f"database_sync cannot use this database URL: {type(exc).__name__}") from None
 
 
-def _reason(exc: SQLAlchemyError) -> str:
-    """The driver's own message, without SQLAlchemy's rendering of the statement and its parameters."""
+def _reason(exc: SQLAlchemyError, redact=str) -> str:
+    """The driver's own message, without SQLAlchemy's rendering of the statement and its parameters, and
+    without the resolved URL's parts (``redact``: the processor's ``schema.secrets.Redactor``)."""
     orig = getattr(exc, "orig", None)
     lines = str(orig or exc).strip().splitlines()
-    return f"{type(orig or exc).__name__}: {lines[0][:300] if lines else ''}"
+    return f"{type(orig or exc).__name__}: {redact(lines[0])[:300] if lines else ''}"
 
 
 class SqlSink:
     """The generic write path of one database_sync processor (see the module docstring)."""
 
-    def __init__(self, url: str, config: dict, *, consumer_id: str, processor_id: str):
+    def __init__(self, url: str, config: dict, *, consumer_id: str, processor_id: str, redact=str):
         self.config = config
+        self._redact = redact
         self.consumer_id = consumer_id
         self.processor_id = processor_id
         metadata = MetaData()
@@ -205,9 +215,9 @@ class SqlSink:
                 inspector = inspect(conn)
                 missing = [t.fullname for t in tables if not inspector.has_table(t.name, schema=t.schema)]
         except OperationalError as exc:
-            raise RetriableError(f"database_sync cannot reach the target: {_reason(exc)}") from None
+            raise RetriableError(f"database_sync cannot reach the target: {_reason(exc, self._redact)}") from None
         except DBAPIError as exc:
-            raise FatalError(f"database_sync cannot prepare the target: {_reason(exc)}") from None
+            raise FatalError(f"database_sync cannot prepare the target: {_reason(exc, self._redact)}") from None
         if missing:
             raise FatalError(
                 f"database_sync: table(s) {', '.join(missing)} missing; set create_table: true or create "
@@ -239,9 +249,11 @@ class SqlSink:
                 if self.offsets_table is not None:
                     store_offsets(conn, self.offsets_table, self.consumer_id, self.processor_id, self._offsets)
         except OperationalError as exc:  # SQLite's "database is locked", a lost connection, a server going away
-            raise RetriableError(f"database_sync: {_reason(exc)}") from None
+            raise RetriableError(f"database_sync: {_reason(exc, self._redact)}") from None
+        except (IntegrityError, DataError) as exc:  # a constraint or a value the target refuses: isolated at once
+            raise PoisonMessageError(f"database_sync: the target refused a row: {_reason(exc, self._redact)}") from None
         except DBAPIError as exc:
-            raise exc.orig from None  # a constraint or a value the target refuses: isolated by on_error
+            raise RetriableError(f"database_sync: {_reason(exc, self._redact)}") from None
         self.discard()
 
     def committed_offsets(self, partitions) -> dict[tuple[str, int], int]:
@@ -256,7 +268,7 @@ class SqlSink:
             # Kafka's commit is never ahead of ours (the worker commits after flush): resuming there loses
             # nothing, and the primary key turns the re-read messages into no-ops
             log.warning("database_sync %s: cannot read kcm_offsets (%s); resuming from Kafka's commit",
-                        self.processor_id, _reason(exc))
+                        self.processor_id, _reason(exc, self._redact))
             return {}
         return {(t, p): o for t, p, o in rows if (t, p) in wanted}
 

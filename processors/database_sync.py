@@ -26,13 +26,15 @@ import time
 import psycopg2
 import psycopg2.errors
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow.experimental.context import Context
 from psycopg2 import sql
+from psycopg2.extensions import parse_dsn
 from psycopg2.extras import execute_values
 
-from processors.base import BaseProcessor, FatalError, RetriableError
+from processors.base import BaseProcessor, FatalError, PoisonMessageError, RetriableError
 from processors.encoding import headers_json
-from processors.references import is_reference, resolve
-from schema import names
+from schema import names, secrets
+from schema.secrets import Redactor, SecretPolicy, SecretReferenceInvalid
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,11 @@ def _validate_table(value: str) -> None:
 
 
 def _validate_dsn(value: str) -> None:
-    if not is_reference(value):
-        raise ValidationError("dsn must be a reference such as ${env:NAME} or ${file:/path}, never the DSN itself")
+    # the API validates with its settings in marshmallow's Context; elsewhere open() applies the policy
+    settings = Context.get({}).get("settings")
+    problem = secrets.check(value, SecretPolicy.of(settings) if settings is not None else None)
+    if problem is not None:
+        raise ValidationError(problem)
 
 
 class DatabaseSyncConfig(Schema):
@@ -84,8 +89,9 @@ class DatabaseSyncConfig(Schema):
         "description": f"target table, [schema.]name; default: {names.DEFAULT_SINK_TABLE} (created if missing). "
                        "kcm's own tables (consumers, downstream_processors, alembic_version, kcm_*) are refused"})
     dsn = fields.String(load_default=None, allow_none=True, validate=_validate_dsn, metadata={
-        "description": "${env:NAME} or ${file:/path} holding a libpq DSN or a database URL (postgresql://, "
-                       "sqlite:///..., any SQLAlchemy URL); default: kcm's own database"})
+        "description": "${env:KCM_SECRET_...} or ${file:/run/secrets/...} (docs/security.md) holding a libpq DSN "
+                       "or a database URL (postgresql://, sqlite:///..., any SQLAlchemy URL); default: kcm's own "
+                       "database"})
     value_format = fields.String(load_default="bytea", validate=validate.OneOf(list(VALUE_TYPES)), metadata={
         "description": "value column type: json (JSONB on PostgreSQL, JSON text elsewhere; a non-JSON value is "
                        "an error), text (UTF-8), bytea"})
@@ -153,13 +159,15 @@ class DatabaseSyncProcessor(BaseProcessor):
 
     _conn = None
     _sql = None  # processors.database_sql.SqlSink when the target is not PostgreSQL
+    _redact = Redactor()  # hides the resolved dsn from a driver's message
 
     def open(self) -> None:
         postgres, target = self._target()  # a missing reference or an unusable URL is a configuration error
         if not postgres:
             from processors.database_sql import SqlSink
 
-            self._sql = SqlSink(target, self.config, consumer_id=self.consumer_id, processor_id=self.processor_id)
+            self._sql = SqlSink(target, self.config, consumer_id=self.consumer_id, processor_id=self.processor_id,
+                                redact=self._redact)
             self._sql.open()
             return
         self._table = sql.SQL(".").join(sql.Identifier(part) for part in self.config["table"].split("."))
@@ -177,13 +185,20 @@ class DatabaseSyncProcessor(BaseProcessor):
         try:
             self._connect()
         except RetriableError as exc:  # the target may come back: the first batch retries the connection
-            log.warning("database_sync %s: target not reachable at open, will retry: %s", self.processor_id, exc)
+            log.warning("database_sync %s: target not reachable at open, will retry: %s", self.processor_id,
+                        self._redact(str(exc)))
 
     def _target(self) -> tuple[bool, str]:
-        """``(is PostgreSQL, what to connect with)``, re-resolved at every (re)connect."""
-        if self.config["dsn"]:
-            return target_of(resolve(self.config["dsn"], what="database_sync dsn"))
-        return target_of(self.context.settings.database_url)
+        """``(is PostgreSQL, what to connect with)``, re-resolved (and re-checked) at every (re)connect."""
+        reference = self.config["dsn"]
+        if not reference:
+            return target_of(self.context.settings.database_url, "kcm's database URL (KCM_DATABASE_URL)")
+        try:
+            value = secrets.resolve(reference, SecretPolicy.of(self.context.settings))
+        except secrets.SecretError as exc:
+            raise FatalError(f"database_sync dsn: {exc}") from None
+        self._redact = Redactor([(reference, value)])
+        return target_of(value, reference)
 
     def _dsn(self) -> str:
         postgres, target = self._target()
@@ -198,8 +213,11 @@ class DatabaseSyncProcessor(BaseProcessor):
         try:
             conn = psycopg2.connect(self._dsn(), connect_timeout=self.config["connect_timeout"],
                                     application_name=f"kcm-database_sync-{self.processor_id}"[:63])
+        except psycopg2.ProgrammingError:  # libpq's "invalid dsn: ..." quotes the DSN
+            raise FatalError(str(SecretReferenceInvalid(self.config["dsn"] or "KCM_DATABASE_URL", "a valid DSN"))) from None
         except psycopg2.OperationalError as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = str(exc).strip()
+            message = self._redact(text.splitlines()[0]) if text else type(exc).__name__
             if "authentication failed" in message or "does not exist" in message:
                 raise FatalError(f"database_sync cannot connect: {message}") from exc
             raise RetriableError(f"database_sync cannot connect: {message}") from exc
@@ -260,10 +278,14 @@ class DatabaseSyncProcessor(BaseProcessor):
             conn.commit()
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
             self._drop_connection()
-            raise RetriableError(f"database_sync lost the connection: {str(exc).strip()[:300]}") from exc
+            raise RetriableError(f"database_sync lost the connection: {self._redact(str(exc).strip())[:300]}") from exc
         except psycopg2.errors.UndefinedTable as exc:
             self._rollback()
-            raise FatalError(f"database_sync: {str(exc).strip()[:300]}") from exc
+            raise FatalError(f"database_sync: {self._redact(str(exc).strip())[:300]}") from exc
+        except (psycopg2.DataError, psycopg2.IntegrityError) as exc:  # invalid json/text, a constraint: the data
+            self._rollback()
+            raise PoisonMessageError(f"database_sync: the target refused a row: "
+                                     f"{self._redact(str(exc).strip())[:300]}") from exc
         except Exception:
             self._rollback()
             raise
@@ -304,7 +326,7 @@ class DatabaseSyncProcessor(BaseProcessor):
             # Kafka's commit is never ahead of ours (the worker commits after flush): resuming there loses
             # nothing, and the primary key turns the re-read messages into no-ops
             log.warning("database_sync %s: cannot read kcm_offsets (%s); resuming from Kafka's commit",
-                        self.processor_id, exc)
+                        self.processor_id, self._redact(str(exc)))
             self._drop_connection()
             return {}
         return {(t, p): o for t, p, o in rows if (t, p) in wanted}
@@ -336,17 +358,24 @@ class DatabaseSyncProcessor(BaseProcessor):
         self._drop_connection()
 
 
-def target_of(value: str) -> tuple[bool, str]:
-    """A resolved dsn (or kcm's database URL) as ``(is PostgreSQL, libpq DSN/URL or SQLAlchemy URL)``."""
+def target_of(value: str, source: str) -> tuple[bool, str]:
+    """A resolved dsn (or kcm's database URL) as ``(is PostgreSQL, libpq DSN/URL or SQLAlchemy URL)``.
+
+    An unusable value is ``SecretReferenceInvalid`` naming ``source`` (the reference): a parser's own message
+    quotes its input, which is the secret (a ``${file:...}`` of any file would be shown line by line)."""
     if "://" not in value:
-        return True, value  # a libpq key=value DSN
+        try:
+            parse_dsn(value)  # a libpq key=value DSN
+        except psycopg2.ProgrammingError:
+            raise FatalError(str(SecretReferenceInvalid(source, "a valid DSN"))) from None
+        return True, value
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
         url = make_url(value)
-    except ArgumentError:
-        raise FatalError("database_sync: the dsn is neither a libpq DSN nor a database URL") from None
+    except (ArgumentError, ValueError):
+        raise FatalError(str(SecretReferenceInvalid(source, "a valid DSN or database URL"))) from None
     if url.get_backend_name() in ("postgresql", "postgres"):
         return True, url.set(drivername="postgresql").render_as_string(hide_password=False)
     return False, url.render_as_string(hide_password=False)

@@ -11,6 +11,7 @@ exclusive ``flock`` around both keeps replicas that share one file from cutting 
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -27,6 +28,10 @@ from processors.sink_paths import PathNotAllowed, confine
 
 log = logging.getLogger(__name__)
 _TAIL_CHUNK = 64 * 1024
+# a full disk, a quota or an I/O hiccup may pass: retried (never FATAL); a bad path, permissions or a planted
+# symlink will not. No message can make a write fail by its content, so file_sink raises no PoisonMessageError.
+_TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR, errno.ENOMEM,
+                               errno.EMFILE, errno.ENFILE, errno.EFBIG})
 
 
 def _validate_path(value: str) -> None:
@@ -92,7 +97,10 @@ class FileSinkProcessor(BaseProcessor):
             raise FatalError(f"file_sink path rejected at open: {exc}") from exc
         self._pending: list[bytes] = []
         self._last_fsync = time.monotonic()
-        self._open_file()
+        try:
+            self._open_file()
+        except RetriableError as exc:  # e.g. a full disk: the first batch's flush opens it again (retried)
+            log.warning("file_sink %s: cannot open the file yet, will retry: %s", self.processor_id, exc)
 
     def _open_file(self) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -100,6 +108,8 @@ class FileSinkProcessor(BaseProcessor):
             # O_NOFOLLOW: a symlink planted after the check above is refused, not followed
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
         except OSError as exc:
+            if exc.errno in _TRANSIENT_ERRNOS:
+                raise RetriableError(f"file_sink cannot open {self.config['file_path']}: {exc.strerror}") from exc
             raise FatalError(f"file_sink cannot open {self.config['file_path']}: {exc.strerror}") from exc
         self._opened_at = time.time()
         try:

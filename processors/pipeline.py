@@ -5,6 +5,11 @@
 dead-lettered or skipped); only then may the worker store the batch's offsets. Any exception leaves the
 offsets where they were. Retry and isolation live here so the worker stays a plain consume loop.
 
+Only transient failures are retried on the whole batch; a ``PoisonMessageError`` (a data error) is isolated at
+once, so one bad message costs a bisection, not five full-batch retries with backoff. Retry failures are logged
+rate-limited (the first, a summary a minute, the recovery: ``schema.ratelimited_log``), and reported to the
+worker (``report_with``) so its heartbeat says it retries and why.
+
 Every processor is built with the worker's ``processors.context.ProcessorContext``. The wait between retries is
 a callable the worker provides (``wait_with``): it pauses the partitions and keeps polling, so a long retry
 does not cost the group membership (without one, e.g. in tests, the pipeline just sleeps).
@@ -26,9 +31,10 @@ from tenacity import (
 )
 
 from processors import registry
-from processors.base import BaseProcessor, FatalError
+from processors.base import BaseProcessor, FatalError, PoisonMessageError
 from processors.context import ProcessorContext
 from processors.policy import DeliveryPolicy, load_policy, split_config
+from schema.ratelimited_log import Outages
 from schema.spec import ProcessorSpec
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,8 @@ class Pipeline:
         self._interrupted = threading.Event()
         self._wait = self._interrupted.wait
         self._dead_letters = None
+        self._report = None  # the worker's callable: (error text or "") while a batch is retried / after
+        self._retry_outages = Outages(log, "ProcessorRetrying")
         if any(p.on_error == "dead_letter" for p in self.policies):
             self._dead_letters = _dead_letter_queue(context)
 
@@ -81,6 +89,10 @@ class Pipeline:
         """Wait between retries with ``wait(seconds)`` (the worker's: pause the partitions, keep polling)."""
         self._wait = wait
 
+    def report_with(self, report) -> None:
+        """``report(text)`` when a batch starts being retried (why), ``report("")`` once it went through."""
+        self._report = report
+
     def _sleep(self, seconds: float) -> None:
         if not self._interrupted.is_set():
             self._wait(seconds)
@@ -103,6 +115,15 @@ class Pipeline:
             return
         except FatalError:
             raise
+        except PoisonMessageError as exc:  # a data error: retrying the whole batch cannot help
+            if policy.on_error == "retry":
+                log.error("processor %s (%s) refused a batch of %d for its data (on_error=retry: not retried, "
+                          "offsets not advanced): %s", spec.id, spec.processor_type, len(batch), exc)
+                raise
+            log.warning("processor %s (%s) refused a batch of %d for its data; isolating the failing message(s) "
+                        "for %s without retrying: %s", spec.id, spec.processor_type, len(batch), policy.on_error, exc)
+            self._isolate(spec, processor, policy, batch, exc, 1)
+            return
         except Exception as exc:
             first_failure = [exc]
 
@@ -115,11 +136,12 @@ class Pipeline:
             stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.retry_timeout)
             | stop_when_event_set(self._interrupted),
             wait=wait_exponential(multiplier=policy.retry_backoff, max=policy.retry_backoff_max),
-            retry=retry_if_not_exception_type(FatalError),
+            retry=retry_if_not_exception_type((FatalError, PoisonMessageError)),
             sleep=self._sleep,
             before_sleep=lambda state: self._log_retry(spec, state),
             reraise=True,
         )
+        outage = self._retry_outages[f"processor {spec.id} ({spec.processor_type})"]
         try:
             retrying(attempt, processor, batch)
         except FatalError:
@@ -133,6 +155,12 @@ class Pipeline:
             log.warning("processor %s (%s) failed %d time(s) on a batch of %d; isolating the failing "
                         "message(s) for %s", spec.id, spec.processor_type, attempts, len(batch), policy.on_error)
             self._isolate(spec, processor, policy, batch, exc, attempts)
+            outage.recovered()  # the batch went through, bar the isolated messages
+        else:
+            outage.recovered()
+        finally:
+            if self._report is not None:
+                self._report("")
 
     def _attempt(self, processor: BaseProcessor, batch) -> None:
         try:
@@ -173,9 +201,12 @@ class Pipeline:
     def _log_retry(self, spec: ProcessorSpec, state) -> None:
         self.stats[spec.id]["retries"] += 1
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("processor %s (%s) attempt %d failed (%s: %s); retrying in %.2f s", spec.id,
-                    spec.processor_type, state.attempt_number, type(exc).__name__, exc,
-                    state.next_action.sleep if state.next_action else 0)
+        self._retry_outages[f"processor {spec.id} ({spec.processor_type})"].failed(
+            f"attempt {state.attempt_number} failed ({type(exc).__name__}: {exc}); retrying in "
+            f"{state.next_action.sleep if state.next_action else 0:.2f} s")
+        if self._report is not None:
+            self._report(f"RetryingBatch: processor {spec.id} ({spec.processor_type}) attempt "
+                         f"{state.attempt_number} failed: {type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------------ offsets and shutdown
     def committed_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

@@ -15,3 +15,7 @@ EXIT_COLD_STOP = 143  # a second SIGTERM: exit at once, commit nothing
 # how long a worker may try to reach Kafka at start before it exits EXIT_UNAVAILABLE (the supervisor's start
 # timeout allows for it)
 CONNECT_TIMEOUT = 10.0
+
+# the worker's Redis socket (connect and read) timeout: a heartbeat blocked on a Redis that vanished may land
+# this much after Redis is back, so the supervisor judges liveness only after a span that allows for it
+REDIS_SOCKET_TIMEOUT = 5.0

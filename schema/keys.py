@@ -16,6 +16,11 @@ letters, which several parties act on by job id (ZADD/ZREM/DEL of one id are saf
   rq:queue:kcm-dead-letters, rq:job:{id}            rq      the dead-letter queue and jobs. Writers: the
       worker enqueues; rq runs, retries and expires; the job appends to its history; the API appends
       replay_requested, requeues and deletes; the supervisor deletes a deleted consumer's jobs
+  kcm:lag-monitor                                   hash    the lag monitor's heartbeat, TTL (writer: lag monitor)
+  kcm:consumer:{consumer_id}:lag                    string  JSON: the latest lag sample, TTL (writer: lag monitor)
+  kcm:consumer:{consumer_id}:lag:window             list    JSON samples, newest first, capped (LTRIM), TTL
+      (writer: lag monitor; the health verdict's sliding window)
+  kcm:consumer:{consumer_id}:health                 string  JSON: verdict, reason, since, TTL (writer: lag monitor)
 """
 from __future__ import annotations
 
@@ -61,3 +66,19 @@ def parse_replica_state_key(key: str) -> tuple[str, int] | None:
 
 def dead_letter_index(consumer_id: object) -> str:
     return f"{PREFIX}:consumer:{consumer_id}:dead-letters"
+
+
+# --- the lag monitor (supervisor/lag/, docs/monitoring.md); every key expires, so a dead monitor leaves no stale lag
+LAG_MONITOR_KEY = f"{PREFIX}:lag-monitor"
+
+
+def lag_key(consumer_id: object) -> str:
+    return f"{PREFIX}:consumer:{consumer_id}:lag"
+
+
+def lag_window_key(consumer_id: object) -> str:
+    return f"{PREFIX}:consumer:{consumer_id}:lag:window"
+
+
+def health_key(consumer_id: object) -> str:
+    return f"{PREFIX}:consumer:{consumer_id}:health"

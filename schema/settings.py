@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -54,6 +55,33 @@ def _bootstrap_token(raw: str) -> str:
     return raw
 
 
+def _secret_env_prefix(raw: str) -> str:
+    """The prefix ``${env:NAME}`` references must carry; one that kcm's own settings carry would expose them."""
+    prefix = raw.strip()
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
+        raise SettingsError(f"KCM_SECRET_ENV_PREFIX={raw!r} must be letters, digits and '_'")
+    exposed = [name for name in Settings.names() if name.startswith(prefix) and name != "KCM_SECRET_ENV_PREFIX"]
+    if exposed:
+        raise SettingsError(f"KCM_SECRET_ENV_PREFIX={raw!r} would let references read kcm's own {exposed[0]}")
+    return prefix
+
+
+def _absolute_dir(name: str, raw: str) -> str:
+    if not raw.startswith("/"):
+        raise SettingsError(f"KCM_{name.upper()}={raw!r} must be an absolute path")
+    return raw.rstrip("/") or "/"
+
+
+# --- monitoring settings (docs/monitoring.md) ------------------------------------------------------
+LOG_FORMATS = ("text", "json")
+
+
+def _log_format(raw: str) -> str:
+    if raw.strip().lower() not in LOG_FORMATS:
+        raise SettingsError(f"KCM_LOG_FORMAT={raw!r} must be one of {', '.join(LOG_FORMATS)}")
+    return raw.strip().lower()
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -74,6 +102,12 @@ class Settings:
     commit_interval_ms: int
     max_poll_interval_ms: int
     log_level: str
+    # monitoring (docs/monitoring.md)
+    log_format: str
+    lag_interval: float
+    lag_window: int
+    lag_warn_seconds: float
+    lag_err_seconds: float
     # security (docs/security.md); no defaults here, so a field added after these needs none either
     auth: str
     bootstrap_admin_token: str = field(repr=False)  # a credential: never in a repr or a log
@@ -87,6 +121,11 @@ class Settings:
     rate_limit_write: str
     max_consumers: int
     max_replicas: int
+    # secret references, librdkafka settings, broker addresses, proxies (docs/security.md)
+    secret_env_prefix: str
+    secrets_dir: str
+    allowed_brokers: str
+    trusted_proxies: str
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -115,6 +154,12 @@ class Settings:
             "commit_interval_ms": _convert("commit_interval_ms", get("commit_interval_ms", "1000"), int),
             "max_poll_interval_ms": _convert("max_poll_interval_ms", get("max_poll_interval_ms", "300000"), int),
             "log_level": get("log_level", "INFO"),
+            # monitoring (docs/monitoring.md)
+            "log_format": _log_format(get("log_format", "text")),
+            "lag_interval": _convert("lag_interval", get("lag_interval", "5"), float),
+            "lag_window": max(_convert("lag_window", get("lag_window", "10"), int), 2),
+            "lag_warn_seconds": _convert("lag_warn_seconds", get("lag_warn_seconds", "0"), float),
+            "lag_err_seconds": _convert("lag_err_seconds", get("lag_err_seconds", "0"), float),
             # security (docs/security.md)
             "auth": _auth_mode(get("auth", "enabled")),
             "bootstrap_admin_token": _bootstrap_token(env.get("KCM_BOOTSTRAP_ADMIN_TOKEN", "").strip()),
@@ -128,6 +173,10 @@ class Settings:
             "rate_limit_write": get("rate_limit_write", "120/minute"),
             "max_consumers": _convert("max_consumers", get("max_consumers", "1000"), int),
             "max_replicas": _convert("max_replicas", get("max_replicas", "64"), int),
+            "secret_env_prefix": _secret_env_prefix(get("secret_env_prefix", "KCM_SECRET_")),
+            "secrets_dir": _absolute_dir("secrets_dir", get("secrets_dir", "/run/secrets")),
+            "allowed_brokers": get("allowed_brokers", ""),
+            "trusted_proxies": get("trusted_proxies", ""),
         }
         return cls(**values)
 

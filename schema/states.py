@@ -15,6 +15,7 @@ class ProcessState(enum.StrEnum):
     STOPPING = "STOPPING"
     EXITED = "EXITED"
     FATAL = "FATAL"
+    WAITING = "WAITING"  # wants to run, but a dependency the start needs (Redis) is down: no failed start
     UNKNOWN = "UNKNOWN"  # nothing has reported for this replica yet
 
 
@@ -43,20 +44,23 @@ class CommandAction(enum.StrEnum):
 
 
 # the replica states that make a consumer's status ERROR
-ERROR_STATES = frozenset({ProcessState.BACKOFF, ProcessState.FATAL, ProcessState.EXITED})
+ERROR_STATES = frozenset({ProcessState.BACKOFF, ProcessState.FATAL, ProcessState.EXITED, ProcessState.WAITING})
 
 # from-state -> the states it may move to; anything else is a bug and raises IllegalTransition
 TRANSITIONS: dict[ProcessState, frozenset[ProcessState]] = {
     ProcessState.UNKNOWN: frozenset({ProcessState.STOPPED, ProcessState.STARTING}),
-    ProcessState.STOPPED: frozenset({ProcessState.STARTING}),
+    ProcessState.STOPPED: frozenset({ProcessState.STARTING, ProcessState.WAITING}),
     ProcessState.STARTING: frozenset(
         {ProcessState.RUNNING, ProcessState.BACKOFF, ProcessState.STOPPING, ProcessState.FATAL}
     ),
     ProcessState.RUNNING: frozenset({ProcessState.STOPPING, ProcessState.EXITED, ProcessState.FATAL}),
-    ProcessState.BACKOFF: frozenset({ProcessState.STARTING, ProcessState.FATAL, ProcessState.STOPPED}),
+    ProcessState.BACKOFF: frozenset(
+        {ProcessState.STARTING, ProcessState.FATAL, ProcessState.STOPPED, ProcessState.WAITING}
+    ),
     ProcessState.STOPPING: frozenset({ProcessState.STOPPED}),
-    ProcessState.EXITED: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
+    ProcessState.EXITED: frozenset({ProcessState.STARTING, ProcessState.STOPPED, ProcessState.WAITING}),
     ProcessState.FATAL: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
+    ProcessState.WAITING: frozenset({ProcessState.STARTING, ProcessState.STOPPED}),
 }
 
 

@@ -5,13 +5,13 @@ Exit codes: 0 stopped on SIGTERM/SIGINT (workers stopped gracefully first); 78 b
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import redis
 
 from schema.db import make_engine, make_session_factory, redacted
 from schema.exits import EXIT_CONFIG
+from schema.logs import setup_from_env, setup_logging
 from schema.settings import Settings
 from supervisor.daemon import Supervisor
 
@@ -22,11 +22,10 @@ def main() -> int:
     try:
         settings = Settings.from_env()
     except ValueError as exc:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+        setup_from_env("supervisor", level="INFO")
         log.error("SettingsError: %s", exc)
         return EXIT_CONFIG
-    logging.basicConfig(level=getattr(logging, settings.log_level.upper(), logging.INFO), stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s supervisor pid={os.getpid()} %(message)s")
+    setup_logging("supervisor", level=settings.log_level, fmt=settings.log_format)  # schema/logs.py
     log.info("SupervisorConfig database=%s redis=%s", redacted(settings.database_url), redacted(settings.redis_url))
     engine = make_engine(settings.database_url)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)

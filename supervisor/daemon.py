@@ -13,7 +13,8 @@ import redis
 import sqlalchemy.exc
 
 from schema.dead_letter_store import DeadLetterStore
-from schema.exits import CONNECT_TIMEOUT
+from schema.exits import CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT
+from schema.ratelimited_log import Outages
 from schema.replica_machine import Timings
 from schema.settings import Settings
 from schema.states import ConsumerStatus, ProcessState, consumer_status
@@ -31,7 +32,8 @@ FAILED = object()  # what ``Supervisor._redis`` returns by default when the call
 
 
 def timings_from(settings: Settings) -> Timings:
-    lease_wait = settings.heartbeat_interval * 3 + 1
+    ttl = settings.heartbeat_interval * 3
+    lease_wait = ttl + 1
     return Timings(
         startsecs=settings.startsecs,
         startretries=settings.startretries,
@@ -41,6 +43,11 @@ def timings_from(settings: Settings) -> Timings:
         # a worker may wait for a dead predecessor's lease, then for Kafka, before it is ready
         start_timeout=settings.startsecs + lease_wait + CONNECT_TIMEOUT + 5,
         stable_secs=max(10.0, settings.startsecs * 10),
+        heartbeat_ttl=ttl,
+        # after Redis is back a worker's heartbeat may still be blocked on its socket timeout: allow for it
+        liveness_span=ttl + REDIS_SOCKET_TIMEOUT,
+        hang_confirm_secs=ttl,
+        hang_hard_secs=max(30.0, ttl * 10),
     )
 
 
@@ -61,16 +68,30 @@ class Supervisor:
         self._next_beat = 0.0
         self._next_republish = 0.0
         self._swept = False
+        self._redis_up_since: float | None = None  # our Redis calls have all succeeded since then
+        self._redis_outages = Outages(log, "RedisUnavailable")
 
     def _redis(self, what: str, fn, *args, default=FAILED):
-        """``fn(*args)``; a Redis that is down is logged once (``RedisUnavailable: <what>: <error>``) and gives
-        ``default``. Every Redis call of the loop goes through here (the dead-letter purge logs its own
-        ``DeadLetterPurgeFailed``), so the loop survives any Redis outage."""
+        """``fn(*args)``; a Redis that is down gives ``default`` and is logged rate-limited (the first failure,
+        a summary a minute, the recovery: ``schema.ratelimited_log``). Every Redis call of the loop goes through
+        here (the dead-letter purge logs its own ``DeadLetterPurgeFailed``), so the loop survives any Redis
+        outage, and the span since the last failure is what liveness is judged over."""
         try:
-            return fn(*args)
+            result = fn(*args)
         except redis.RedisError as exc:
-            log.warning("RedisUnavailable: %s: %s", what, exc)
+            self._redis_outages[what].failed(exc)
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):  # not a refused command: down
+                self._redis_up_since = None
             return default
+        self._redis_outages[what].recovered()
+        if self._redis_up_since is None:
+            self._redis_up_since = time.monotonic()
+            self._next_republish = 0.0  # Redis may have come back empty: every state hash again
+        return result
+
+    def redis_up_for(self) -> float | None:
+        """Seconds our Redis calls have succeeded without a gap; None while Redis is down."""
+        return None if self._redis_up_since is None else time.monotonic() - self._redis_up_since
 
     # ------------------------------------------------------------------ life
     def install_signal_handlers(self) -> None:
@@ -176,11 +197,12 @@ class Supervisor:
         for replica in self.replicas.values():
             replica.reap(lambda pid, r=replica: self._worker_reason(r, pid))
         heartbeats = self._read_heartbeats()
+        redis_up_for = self.redis_up_for()
         for replica in self.replicas.values():
             hb = None
             if heartbeats is not None and replica.proc is not None:
                 hb = self.redis.judge(heartbeats.get(replica.key), replica.proc.pid)
-            replica.step(hb)
+            replica.step(hb, redis_up_for)
         self._publish()
         self._drop_retired()
         self._write_statuses()
@@ -188,6 +210,8 @@ class Supervisor:
 
     def _read_heartbeats(self) -> dict | None:
         live = [(r.consumer_id, r.index, r.proc.pid) for r in self.replicas.values() if r.proc is not None]
+        if not live:  # no round trip: a call that reached no server must not count as Redis being up
+            return {}
         return self._redis("reading heartbeats", self.redis.read_heartbeats, live, default=None)
 
     def _worker_reason(self, replica: Replica, pid: int) -> str:

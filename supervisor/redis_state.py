@@ -61,6 +61,7 @@ class RedisState:
             fresh=age <= self.heartbeat_ttl,
             ready=fields.get("phase") in ("consuming", "stopping"),
             last_error=fields.get("last_error", ""),
+            retrying=fields.get("retrying") == "1",
         )
 
     # ------------------------------------------------------------------ replica state hashes (ours only)

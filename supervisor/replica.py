@@ -10,6 +10,7 @@ import time
 from schema.replica_machine import Action, Heartbeat, ReplicaMachine, Timings
 from schema.spec import PARENT_PID_ENV, SPEC_ENV, WorkerSpec
 from schema.states import ProcessState
+from supervisor import procstat
 
 log = logging.getLogger("kcm.supervisor")
 
@@ -49,9 +50,11 @@ class Replica:
         self._log_exit(pid, returncode, before)
         return returncode
 
-    def step(self, heartbeat: Heartbeat | None) -> None:
+    def step(self, heartbeat: Heartbeat | None, redis_up_for: float | None = float("inf")) -> None:
         before = self.machine.state
-        for action in self.machine.tick(heartbeat):
+        proc = self.proc
+        for action in self.machine.tick(heartbeat, redis_up_for=redis_up_for,
+                                        sample=lambda: procstat.sample(proc.pid) if proc is not None else None):
             self._act(action)
         self._log_change(before)
 
@@ -93,8 +96,9 @@ class Replica:
     # ------------------------------------------------------------------ views
     @property
     def status_state(self) -> ProcessState:
-        """The state the consumer status folds: a retry after a failed start or a crash is still trouble."""
-        if self.machine.state == ProcessState.STARTING and (self.machine.retries or self.machine.quick_exits):
+        """The state the consumer status folds: a replica that exited abnormally, failed to start or retries a
+        failing batch is trouble until it has run cleanly again (no ACTIVE/INACTIVE flapping in a crash loop)."""
+        if self.machine.state in (ProcessState.STARTING, ProcessState.RUNNING) and self.machine.troubled:
             return ProcessState.BACKOFF
         return self.machine.state
 
@@ -104,7 +108,7 @@ class Replica:
     def _log_change(self, before) -> None:
         after = self.machine.state
         if after != before:
-            level = logging.WARNING if after.value in ("BACKOFF", "FATAL", "EXITED") else logging.INFO
+            level = logging.WARNING if after.value in ("BACKOFF", "FATAL", "EXITED", "WAITING") else logging.INFO
             log.log(level, "ReplicaState consumer=%s replica=%s from=%s to=%s pid=%s last_error=%r",
                     self.consumer_id, self.index, before.value, after.value, self.machine.pid or "",
                     self.machine.last_error)

@@ -3,6 +3,9 @@
 Exit codes (``schema.exits``): 0 stopped on request; 78 configuration error (FATAL, no retry: a bad processor
 config, an unresolvable secret, a setting librdkafka refuses); 75 another live process holds this replica's
 lease; 69 Kafka unreachable at start; 70 a batch could not be delivered; 143 cold stop.
+
+A Redis that is down at start is not a failed start: the worker waits for it (backoff, logged rate-limited)
+before it takes the lease, and the supervisor does not count the wait against the start timeout.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import redis
 
@@ -24,9 +28,12 @@ from schema.exits import (
     EXIT_LEASE_HELD,
     EXIT_OK,
     EXIT_SOFTWARE,
-    EXIT_UNAVAILABLE,
+    REDIS_SOCKET_TIMEOUT,
 )
+from schema.logs import setup_from_env
+from schema.ratelimited_log import Outage
 from schema.redact import redacted
+from schema.secrets import Redactor
 from schema.settings import Settings
 from schema.spec import SPEC_ENV, WorkerSpec
 from workers.config import ConsumerConfigError, consumer_config
@@ -39,9 +46,8 @@ log = logging.getLogger("kcm.worker")
 
 
 def _setup_logging(level: str, spec: WorkerSpec | None) -> None:
-    tag = f"worker[{spec.consumer_id}/{spec.replica}]" if spec else "worker"
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s {tag} pid={os.getpid()} %(message)s")
+    static = {"consumer_id": spec.consumer_id, "replica": spec.replica, "generation": spec.generation} if spec else None
+    setup_from_env("worker", level=level, static=static)  # schema/logs.py: KCM_LOG_FORMAT
 
 
 def main() -> int:
@@ -63,15 +69,13 @@ def main() -> int:
     _setup_logging(settings.log_level, spec)
 
     host = socket.gethostname()
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=REDIS_SOCKET_TIMEOUT,
+                                  socket_connect_timeout=REDIS_SOCKET_TIMEOUT)
     ttl = settings.heartbeat_interval * 3
     lease = Lease(client, spec.consumer_id, spec.replica, pid=os.getpid(), host=host, ttl=ttl)
-    # a killed predecessor's lease expires within its TTL: wait that long before calling it a live twin
-    try:
-        acquired = lease.acquire(wait=ttl + 1.0)
-    except redis.RedisError as exc:
-        log.error("RedisUnavailable: cannot take the replica lease at %s: %s", redacted(settings.redis_url), exc)
-        return EXIT_UNAVAILABLE
+    acquired = _take_lease(lease, ttl, parent, redacted(settings.redis_url))
+    if acquired is None:
+        return EXIT_COLD_STOP
     if not acquired:
         log.error("LeaseHeld: replica %s/%s is held by %s; not consuming", spec.consumer_id, spec.replica,
                   lease.holder() or "a process that just exited")
@@ -98,15 +102,35 @@ def main() -> int:
     return code
 
 
+def _take_lease(lease: Lease, ttl: float, parent: int | None, where: str) -> bool | None:
+    """Take the lease, waiting (backoff up to 5 s) for as long as Redis is down; None if the supervisor went
+    away meanwhile. A killed predecessor's lease expires within its TTL: wait that long for it."""
+    outage = Outage(log, "RedisUnavailable", f"taking the replica lease at {where} (waiting for Redis)")
+    delay = 0.2
+    while True:
+        try:
+            acquired = lease.acquire(wait=ttl + 1.0)
+        except redis.RedisError as exc:
+            outage.failed(exc)
+            if parent_gone(parent):
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        outage.recovered()
+        return acquired
+
+
 def _run(spec: WorkerSpec, settings: Settings, client, status: WorkerStatus, heartbeat: Heartbeat) -> int:
     context = ProcessorContext.for_worker(spec, settings, client)
     runner = None
     pipeline = None
     try:
-        config = consumer_config(spec, settings, os.environ)
+        redactor = Redactor()
+        config = consumer_config(spec, settings, os.environ, redactor=redactor)
         pipeline = Pipeline.build(spec.processors, context=context)
         pipeline.open()
-        runner = Runner(spec, settings, config, pipeline, status)
+        runner = Runner(spec, settings, config, pipeline, status, redactor)
         signal.signal(signal.SIGTERM, _with_deadline(runner, settings.stopwaitsecs))
         signal.signal(signal.SIGINT, _with_deadline(runner, settings.stopwaitsecs))
         code = runner.run()

@@ -1,18 +1,20 @@
 """The confluent-kafka configuration of a worker, built from its WorkerSpec.
 
-Secrets arrive as references (``${env:NAME}``, ``${file:/path}``) and are resolved here, at start, in the
-worker's memory only: a reference that does not resolve is a ``ConsumerConfigError`` (exit 78), and no
-resolved value is ever logged or written to Redis.
+The ``security`` settings are checked again here against the allowlist (``schema.kafka_settings``) and the
+cluster against the broker address policy (``schema.brokers``): a row written before those rules, or by hand,
+is a ``ConsumerConfigError`` (exit 78, FATAL). Secret references (``schema.secrets``) are resolved here, at
+start, in the worker's memory only; every resolved value goes into a ``Redactor`` so no librdkafka message that
+echoes one reaches a log line or Redis.
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
+from schema import kafka_settings, secrets
+from schema.brokers import BrokerPolicy, host_of
+from schema.secrets import Redactor, SecretPolicy
 from schema.settings import Settings
 from schema.spec import WorkerSpec
-
-REFERENCE = re.compile(r"\$\{(env|file):([^}]+)\}")
 
 # librdkafka >= 2.2 waits 1000 ms by default before re-fetching a drained queue, which caps throughput
 FETCH_QUEUE_BACKOFF_MS = 10
@@ -26,32 +28,31 @@ class ConsumerConfigError(ValueError):
     """The consumer's configuration cannot work (unresolvable secret, bad setting): EX_CONFIG."""
 
 
-def resolve_references(value: str, environ: Mapping[str, str]) -> str:
-    def replace(match: re.Match) -> str:
-        kind, name = match.group(1), match.group(2).strip()
-        if kind == "env":
-            if name not in environ:
-                raise ConsumerConfigError(f"secret reference ${{env:{name}}}: environment variable is not set")
-            return environ[name]
-        try:
-            with open(name, encoding="utf-8") as fh:
-                return fh.read().strip()
-        except OSError as exc:
-            raise ConsumerConfigError(f"secret reference ${{file:{name}}}: {exc.strerror or exc}") from None
-
-    return REFERENCE.sub(replace, value)
+def check_brokers(servers: str, policy: BrokerPolicy, *, what: str = "bootstrap_servers") -> None:
+    """The broker address policy, on the names as given and on what they resolve to."""
+    listed = [s for s in servers.split(",") if s.strip()]
+    refused = policy.check_servers(listed) or policy.check_resolved(listed)
+    if refused:
+        index, message = next(iter(refused.items()))
+        host = host_of(listed[index])
+        raise ConsumerConfigError(f"BrokerNotAllowed: {what} entry {index} ({host}): {message}")
 
 
-def resolve_security(security: Mapping[str, object], environ: Mapping[str, str]) -> dict[str, str]:
-    resolved = {}
-    for key, raw in (security or {}).items():
-        if not isinstance(key, str) or not key:
-            raise ConsumerConfigError(f"security setting name {key!r} is not a librdkafka property")
-        resolved[key] = resolve_references(str(raw), environ) if isinstance(raw, str) else raw
-    return resolved
+def resolve_security(security: Mapping[str, object] | None, settings: Settings, environ: Mapping[str, str],
+                     redactor: Redactor | None = None) -> dict:
+    try:
+        return kafka_settings.resolve(security, SecretPolicy.of(settings), BrokerPolicy.of(settings), environ,
+                                      redactor)
+    except kafka_settings.SettingRefused as exc:
+        raise ConsumerConfigError(f"security settings refused: {exc}") from None
+    except secrets.SecretError as exc:
+        raise ConsumerConfigError(str(exc)) from None
+    except ValueError as exc:  # KCM_ALLOWED_BROKERS itself is malformed
+        raise ConsumerConfigError(str(exc)) from None
 
 
-def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, str], *, error_cb=None) -> dict:
+def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, str], *, error_cb=None,
+                    redactor: Redactor | None = None) -> dict:
     if spec.auto_offset_reset not in ("earliest", "latest", "error", "smallest", "largest"):
         raise ConsumerConfigError(f"auto_offset_reset {spec.auto_offset_reset!r} is not earliest, latest or error")
     config = {
@@ -73,29 +74,15 @@ def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, 
         "heartbeat.interval.ms": 1_000,
         "socket.connection.setup.timeout.ms": 10_000,
     }
-    config.update(resolve_security(spec.security, environ))
+    try:
+        brokers = BrokerPolicy.of(settings)
+    except ValueError as exc:
+        raise ConsumerConfigError(str(exc)) from None
+    check_brokers(spec.bootstrap_servers, brokers)
+    config.update(resolve_security(spec.security, settings, environ, redactor))
     if error_cb is not None:
         config["error_cb"] = error_cb
     return config
-
-
-def secret_values(security: Mapping[str, object], config: Mapping[str, object]) -> list[str]:
-    """The resolved values of the security settings that were given as references (longest first)."""
-    values = {str(config[key]) for key, raw in (security or {}).items()
-              if isinstance(raw, str) and REFERENCE.search(raw) and config.get(key) not in (None, "")}
-    return sorted(values, key=len, reverse=True)
-
-
-_ECHOED_VALUE = re.compile(r'Invalid value ".*?" for configuration property "([^"]+)"', re.DOTALL)
-
-
-def refused_config_message(text: str, secrets: list[str]) -> str:
-    """librdkafka's refusal of a configuration, safe to log and store: a value it echoes is replaced by the
-    name of the property, and no resolved secret survives anywhere in the text."""
-    text = _ECHOED_VALUE.sub(r'the value of configuration property "\1" was refused', text)
-    for value in secrets:
-        text = text.replace(value, "***")
-    return text
 
 
 def is_cooperative(config: Mapping[str, object]) -> bool:

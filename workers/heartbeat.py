@@ -15,6 +15,7 @@ import redis
 
 from schema import keys
 from schema.exits import EXIT_LEASE_HELD
+from schema.ratelimited_log import Outage
 from workers.lease import Lease, LeaseLost
 from workers.parent import parent_gone
 
@@ -35,6 +36,7 @@ class WorkerStatus:
         self.bytes = 0
         self.errors = 0
         self.last_error = ""
+        self.retrying = False  # a failing batch is being retried (partitions paused)
 
     def fields(self) -> dict[str, str]:
         return {
@@ -49,6 +51,7 @@ class WorkerStatus:
             "bytes": str(self.bytes),
             "errors": str(self.errors),
             "last_error": self.last_error,
+            "retrying": "1" if self.retrying else "0",
         }
 
 
@@ -65,6 +68,7 @@ class Heartbeat(threading.Thread):
         self.expected_parent = expected_parent
         self._stop_event = threading.Event()
         self._first = True
+        self._outage = Outage(log, "HeartbeatFailed", "heartbeat and lease")
 
     def beat(self) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -84,12 +88,13 @@ class Heartbeat(threading.Thread):
             try:
                 self.lease.extend()
                 self.beat()
+                self._outage.recovered()
             except LeaseLost as exc:
                 # another process owns this replica now: stop at once, commit nothing (redelivery, no twin)
                 log.error("LeaseLost: %s; exiting without committing", exc)
                 os._exit(EXIT_LEASE_HELD)
             except redis.RedisError as exc:
-                log.warning("HeartbeatFailed: %s", exc)
+                self._outage.failed(exc)
 
     def stop(self, *, clean: bool) -> None:
         """A clean exit removes the heartbeat (alive means the key exists); a failed one leaves a last beat

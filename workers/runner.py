@@ -1,7 +1,10 @@
 """The worker's life: connect, then consume batches -> processors -> store offsets, until told to stop.
 
 At-least-once: offsets are stored (and committed in the background by librdkafka) only after every
-processor has durably accepted the batch; a batch that fails is never stored, so it is redelivered.
+processor has durably accepted the batch; a batch that fails is never stored, so it is redelivered. The first
+batch after an assignment is committed at once, then librdkafka commits every ``KCM_COMMIT_INTERVAL_MS``: a
+worker killed soon after each start (a crash loop) still moves its offsets forward instead of re-reading the
+same backlog every time.
 
 Between retries of a failing batch the pipeline waits through ``wait_paused`` (after Kafka Connect's
 WorkerSinkTask): the assigned partitions are paused and the consumer keeps polling, so a long retry never
@@ -25,7 +28,9 @@ from schema.exits import (
     EXIT_SOFTWARE,
     EXIT_UNAVAILABLE,
 )
-from workers.config import ConsumerConfigError, is_cooperative, refused_config_message, secret_values
+from schema.kafka_settings import refused_message
+from schema.secrets import Redactor
+from workers.config import ConsumerConfigError, is_cooperative
 from workers.heartbeat import WorkerStatus
 
 log = logging.getLogger("kcm.worker")
@@ -45,8 +50,11 @@ class WorkerExit(Exception):
 
 
 class Runner:
-    def __init__(self, spec, settings, config: dict, pipeline: Pipeline, status: WorkerStatus):
+    def __init__(self, spec, settings, config: dict, pipeline: Pipeline, status: WorkerStatus,
+                 redactor: Redactor | None = None):
         self.spec = spec
+        # librdkafka's messages may echo a resolved secret (a broker list, a setting): cleaned before any use
+        self.redact = redactor or Redactor()
         self.settings = settings
         self.pipeline = pipeline
         self.status = status
@@ -57,10 +65,12 @@ class Runner:
         self._auth_error = ""
         self._paused = False  # waiting between retries: partitions assigned meanwhile are paused too
         self._revoked: set[int] = set()  # partitions revoked or lost since the batch in flight was fetched
+        self._commit_next = False  # commit right after the next stored batch (the first after an assignment)
         config = dict(config, error_cb=self._on_kafka_error)
         self._incremental = is_cooperative(config)
         self.consumer = self._create_consumer(config)
         pipeline.wait_with(self.wait_paused)
+        pipeline.report_with(self._report_retry)
 
     def _create_consumer(self, config: dict) -> Consumer:
         """librdkafka refuses a bad setting here (``_INVALID_ARG``): a configuration error, not a crash."""
@@ -68,28 +78,29 @@ class Runner:
             return Consumer(config)
         except KafkaException as exc:
             err = exc.args[0]
-            text = refused_config_message(err.str(), secret_values(self.spec.security, config))
+            text = refused_message(err.str(), self.spec.security, self.redact)
             if err.code() == KafkaError._INVALID_ARG:
                 raise ConsumerConfigError(f"librdkafka refused the consumer configuration: {text}") from None
             raise WorkerExit(EXIT_SOFTWARE, f"KafkaError: {err.name()}: {text}") from None
 
     # ------------------------------------------------------------------ callbacks (main thread, inside consume)
     def _on_kafka_error(self, err: KafkaError) -> None:
+        text = self.redact(err.str())
         self.status.errors += 1
-        self.status.last_error = f"KafkaError: {err.name()}: {err.str()}"
+        self.status.last_error = f"KafkaError: {err.name()}: {text}"
         if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            self._brokers_down = err.str()
+            self._brokers_down = text
         if err.fatal():
             self._fatal_error = err
         if err.code() in AUTH_ERROR_CODES:
-            self._auth_error = f"KafkaAuthenticationFailed: {err.str()}"
+            self._auth_error = f"KafkaAuthenticationFailed: {text}"
         # librdkafka repeats a connection error on every retry: log each distinct one, then once a minute
         now = time.monotonic()
-        if self._last_logged.get(err.str(), 0.0) > now - 60 and not err.fatal():
+        if self._last_logged.get(text, 0.0) > now - 60 and not err.fatal():
             return
-        self._last_logged[err.str()] = now
+        self._last_logged[text] = now
         log.warning("KafkaError consumer=%s replica=%s code=%s fatal=%s: %s", self.spec.consumer_id,
-                    self.spec.replica, err.name(), err.fatal(), err.str())
+                    self.spec.replica, err.name(), err.fatal(), text)
 
     def _on_assign(self, consumer, partitions) -> None:
         resume = self.pipeline.committed_offsets([(tp.topic, tp.partition) for tp in partitions])
@@ -101,6 +112,7 @@ class Runner:
             if self._paused:  # handed over while we wait between retries: nothing is read until we resume
                 consumer.pause(partitions)
         self.status.partitions = sorted({*self.status.partitions, *(f"{tp.topic}:{tp.partition}" for tp in partitions)})
+        self._commit_next = True
         log.info("PartitionsAssigned consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
                  ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions))
 
@@ -145,7 +157,7 @@ class Runner:
                 if self._auth_error:
                     raise WorkerExit(EXIT_CONFIG, self._auth_error) from None
                 if self._brokers_down or time.monotonic() >= deadline:
-                    detail = self.status.last_error or exc.args[0].str()
+                    detail = self.status.last_error or self.redact(exc.args[0].str())
                     raise WorkerExit(EXIT_UNAVAILABLE, f"KafkaUnreachable: {self.spec.bootstrap_servers}: {detail}") from None
         topic = metadata.topics.get(self.spec.topic)
         if topic is None or topic.error is not None:
@@ -171,7 +183,7 @@ class Runner:
             if self._auth_error:
                 raise WorkerExit(EXIT_CONFIG, self._auth_error)
             if self._fatal_error is not None:
-                raise WorkerExit(EXIT_SOFTWARE, f"KafkaFatalError: {self._fatal_error.str()}")
+                raise WorkerExit(EXIT_SOFTWARE, f"KafkaFatalError: {self.redact(self._fatal_error.str())}")
             if batch:
                 self._handle(batch)
         self._commit_stored()
@@ -204,6 +216,9 @@ class Runner:
         if last:
             self.consumer.store_offsets(offsets=[TopicPartition(m.topic(), p, m.offset() + 1)
                                                  for p, m in last.items()])
+            if self._commit_next:  # the first batch after an assignment: commit now, not a timer later
+                self._commit_next = False
+                self._commit_stored()
         self.status.messages += len(good)
         self.status.bytes += sum(map(len, good))
         if self.status.last_error:
@@ -216,6 +231,12 @@ class Runner:
         return owned
 
     # ------------------------------------------------------------------ waiting between retries
+    def _report_retry(self, reason: str) -> None:
+        """The pipeline's report: why a batch is being retried (the heartbeat shows it), or "" once through."""
+        self.status.retrying = bool(reason)
+        if reason:
+            self.status.last_error = reason
+
     def wait_paused(self, seconds: float) -> None:
         """The pipeline's wait between retries: pause every assigned partition and keep polling (heartbeats,
         rebalances, max.poll.interval.ms) until the wait is over or a stop is requested; resume after."""

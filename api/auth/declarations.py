@@ -20,7 +20,7 @@ UNSCOPED_EXTENSION = "x-kcm-unscoped"
 ATTRIBUTE = "_kcm_access"
 MUTATING_METHODS = frozenset({"post", "put", "patch", "delete"})
 
-# served without credentials (the OpenAPI document and its UIs; health checks once they exist)
+# served without credentials: the OpenAPI document and its UIs, the health checks
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 # never rate limited: probes poll these from one address
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from api.auth import scopes as scope_rules
 from api.auth.roles import Role
@@ -29,7 +30,7 @@ class Principal:
     def scoped(self) -> bool:
         return self.scopes is not None
 
-    @property
+    @cached_property  # a cached key's principal serves many requests
     def rate_key(self) -> str:
         return f"{self.kind}:{self.id}"
 

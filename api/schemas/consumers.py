@@ -54,7 +54,8 @@ def _fields(*, creating: bool) -> dict:
             allow_none=not creating,
             validate=[validate.Length(min=1, max=253), validate_host],
             metadata={
-                "description": "Kafka broker host or IP (with broker_port; or use bootstrap_servers)",
+                "description": "Kafka broker host or IP (with broker_port; or use bootstrap_servers); must pass "
+                "KCM_ALLOWED_BROKERS",
                 "pattern": HOST_PATTERN,
             },
         ),
@@ -86,8 +87,9 @@ def _fields(*, creating: bool) -> dict:
             keys=fields.String(),
             allow_none=True,
             metadata={
-                "description": "librdkafka security settings (security.protocol, sasl.mechanism, ...). "
-                "Secret-bearing values must be '${env:NAME}' or '${file:/abs/path}' references."
+                "description": "allowlisted librdkafka security settings (schema/kafka_settings.py, "
+                "docs/security.md). Secrets only as '${env:KCM_SECRET_...}' or '${file:/run/secrets/...}' "
+                "references (KCM_SECRET_ENV_PREFIX, KCM_SECRETS_DIR)."
             },
             **default(None),
         ),

@@ -3,13 +3,23 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
+from api.schemas.monitoring import HealthOut, LagOut
 from schema.states import ConsumerStatus, DesiredState, ProcessState
 
 
 class ReplicaStatusOut(Schema):
     replica = fields.Integer(required=True)
-    state = fields.Enum(ProcessState, by_value=True, required=True)
-    alive = fields.Boolean(required=True, metadata={"description": "A worker heartbeat is present"})
+    state = fields.Enum(ProcessState, by_value=True, required=True, metadata={
+        "description": "What is true now: RUNNING only when the current process heartbeats and holds partitions "
+                       "(or has none to hold); UNKNOWN when the supervisor is gone or the process is silent"})
+    reported_state = fields.Enum(ProcessState, by_value=True, metadata={
+        "description": "The state the supervisor last wrote"})
+    stale = fields.Boolean(metadata={"description": "The supervisor of this replica is not heartbeating"})
+    degraded = fields.String(allow_none=True, metadata={
+        "description": "retrying (a failing batch) or recovering (exited abnormally, not yet stable)"})
+    reason = fields.String(allow_none=True, metadata={"description": "Why state is what it is, when not plain"})
+    alive = fields.Boolean(required=True, metadata={
+        "description": "The current process (pid and generation of the state) heartbeats"})
     pid = fields.Integer(allow_none=True)
     host = fields.String(allow_none=True)
     supervisor_id = fields.String(allow_none=True)
@@ -27,8 +37,12 @@ class ReplicaStatusOut(Schema):
 
 class ConsumerStatusOut(Schema):
     id = fields.UUID(required=True)
-    status = fields.Enum(ConsumerStatus, by_value=True, required=True)
+    status = fields.Enum(ConsumerStatus, by_value=True, required=True, metadata={
+        "description": "The supervisor's status folded with what is live: ACTIVE only if a replica really runs"})
+    status_reason = fields.String(allow_none=True, metadata={"description": "Why status differs from the stored one"})
     state = fields.Enum(ProcessState, by_value=True, required=True)
     desired_state = fields.Enum(DesiredState, by_value=True, required=True)
     generation = fields.Integer(required=True)
     replicas = fields.List(fields.Nested(ReplicaStatusOut), required=True)
+    lag = fields.Nested(LagOut, allow_none=True, metadata={"description": "From the lag monitor; null when none"})
+    health = fields.Nested(HealthOut, required=True)

@@ -1,24 +1,20 @@
-"""Field validators shared by the API schemas: Kafka names, hosts, ports, and librdkafka security settings.
+"""Field validators shared by the API schemas: Kafka names, hosts, ports, broker addresses and librdkafka
+security settings.
 
-The name rules themselves live in ``schema.names`` (shared with the processors); here they become marshmallow
-validators and fields."""
+The rules themselves live in ``schema`` (shared with the processors and the worker): names in ``schema.names``,
+the broker address policy in ``schema.brokers``, the librdkafka allowlist in ``schema.kafka_settings``, secret
+references in ``schema.secrets``. Here they become marshmallow validators and fields."""
 from __future__ import annotations
-
-import re
 
 from marshmallow import ValidationError, fields
 
-from schema import names
+from schema import kafka_settings, names
+from schema.brokers import BrokerPolicy
 from schema.names import HOST_PORT_MESSAGE, MAX_BOOTSTRAP_SERVERS, TOPIC_MESSAGE, is_host
+from schema.secrets import SecretPolicy
 
 __all__ = ["TOPIC_MESSAGE", "HOST_PORT_MESSAGE", "MAX_BOOTSTRAP_SERVERS", "is_host"]
 
-SECURITY_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-ENV_REFERENCE_RE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*\}$")
-FILE_REFERENCE_RE = re.compile(r"^\$\{file:/[^}]*\}$")
-SECRET_MARKERS = ("password", "secret", "key")
-SECURITY_PREFIXES = ("security.", "sasl.", "ssl.")
-SECURITY_EXTRA_NAMES = frozenset({"enable.ssl.certificate.verification", "enable.sasl.oauthbearer.unsecure.jwt"})
 # documentation-only patterns (OpenAPI); schema.names holds the real, stricter checks
 HOST_PATTERN = (
     r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -40,9 +36,33 @@ def validate_not_blank(value: str) -> None:
         raise ValidationError("Must not be empty or blank.")
 
 
+def current_settings():
+    """The serving app's settings (the environment's outside a request)."""
+    from flask import current_app, has_app_context
+
+    from api.context import EXTENSION  # here: api.context imports the services, which import the schemas
+
+    services = current_app.extensions.get(EXTENSION) if has_app_context() else None
+    if services is None:
+        from schema.settings import Settings
+
+        return Settings.from_env()
+    return services.settings
+
+
+def broker_policy() -> BrokerPolicy:
+    try:
+        return BrokerPolicy.of(current_settings())
+    except ValueError as exc:  # a malformed KCM_ALLOWED_BROKERS: the deployment's fault, said plainly
+        raise ValidationError(str(exc)) from None
+
+
 def validate_host(value: str) -> None:
     if not is_host(value):
         raise ValidationError("Not a valid hostname or IP address.")
+    message = broker_policy().check_host(value)
+    if message is not None:
+        raise ValidationError(message)
 
 
 def validate_host_port(value: str) -> None:
@@ -62,50 +82,27 @@ class BootstrapServers(fields.List):
 
     def _deserialize(self, value, attr, data, **kwargs):
         try:
-            return names.bootstrap_servers(value)
+            servers = names.bootstrap_servers(value)
         except names.InvalidEntries as exc:
             # valid_data as fields.List gives it: the schema-level broker-form check still sees the good entries
             raise ValidationError({index: [message] for index, message in exc.entries.items()},
                                   valid_data=exc.valid) from None
         except names.InvalidName as exc:
             raise ValidationError(str(exc)) from None
-
-
-def is_security_setting(name: str) -> bool:
-    """Keys of ``security`` are limited to authentication/encryption: anything else (``enable.auto.commit``,
-    ``group.id`` ...) would override the settings the worker's delivery guarantee depends on."""
-    return name.startswith(SECURITY_PREFIXES) or name in SECURITY_EXTRA_NAMES
-
-
-def is_secret_setting(name: str) -> bool:
-    """librdkafka settings whose value is a secret. ``*.location`` settings hold a path, not the secret."""
-    lowered = name.lower()
-    return any(marker in lowered for marker in SECRET_MARKERS) and not lowered.endswith(".location")
-
-
-def is_reference(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    return bool(ENV_REFERENCE_RE.fullmatch(value) or FILE_REFERENCE_RE.fullmatch(value))
+        refused = broker_policy().check_servers(servers)
+        if refused:
+            raise ValidationError({index: [message] for index, message in refused.items()},
+                                  valid_data=[s for i, s in enumerate(servers) if i not in refused]) from None
+        return servers
 
 
 def validate_security(settings: dict) -> None:
-    """Every key a librdkafka name; values scalars; secrets only as ``${env:NAME}`` / ``${file:/abs/path}``."""
-    errors: dict[str, list[str]] = {}
-    for name, value in settings.items():
-        if not isinstance(name, str) or not SECURITY_KEY_RE.fullmatch(name):
-            errors[str(name)] = ["Not a librdkafka setting name (lower-case letters, digits, '.', '_', '-')."]
-        elif not is_security_setting(name):
-            errors[name] = [
-                "Only security settings belong here (security.*, sasl.*, ssl.*, "
-                + ", ".join(sorted(SECURITY_EXTRA_NAMES)) + "); kcm owns the other consumer settings."
-            ]
-        elif isinstance(value, (dict, list)) or value is None:
-            errors[name] = ["Must be a string, number or boolean."]
-        elif is_secret_setting(name) and not is_reference(value):
-            errors[name] = [
-                "Secret-bearing setting: give a reference '${env:NAME}' or '${file:/absolute/path}', "
-                "never the secret itself."
-            ]
+    """The allowlist of ``schema.kafka_settings``: errors keyed by setting name."""
+    current = current_settings()
+    try:
+        policies = SecretPolicy.of(current), BrokerPolicy.of(current)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    errors = kafka_settings.check(settings, *policies)
     if errors:
         raise ValidationError(errors)

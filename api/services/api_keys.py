@@ -1,8 +1,12 @@
-"""API keys: create (the token is returned once), list, revoke, and the per-request lookup.
+"""API keys: create (the token is returned once), list, revoke, and the per-request check.
 
-The lookup reads the database on every request (``principal_for``: one indexed statement, ``fetch_row``), so a
-revoke takes effect at once in every API process; there is no cache that could outlive it (the cost is in
-BENCHMARKS.md, API latency with authentication on and off).
+``principal_for`` keeps ``digest -> principal`` per process, stamped with the kcm_changes version it was looked
+up under. Every write to api_keys moves that version in its own commit (migration 0006), and every request reads
+it once (``read_change_version``, which the list's page cache then reuses): an entry stamped with the version
+just read is still the key's state; any other is looked up again (one indexed statement, ``fetch_row``). So a
+revoke, or a role or scope changed by hand in SQL, is refused on the very next request in every API process,
+and a list request with a known key costs no round trip of its own. No version row (deleted by hand): every
+request looks its key up, as before the cache. Keys do not expire; an expiry would be checked on a cache hit too.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from api.auth.principal import API_KEY, Actor, Principal
 from api.auth.roles import Role
 from api.services import audit
 from api.services.errors import NotFound
-from api.services.page_cache import fetch_row, placeholder
+from api.services.page_cache import fetch_row, placeholder, read_change_version
 from schema.models import ApiKey, utcnow
 
 
@@ -29,10 +33,15 @@ def key_snapshot(key: ApiKey) -> dict:
     return {"name": key.name, "role": key.role, "scopes": key.scopes}
 
 
+# far more keys than a deployment holds; beyond it the cache starts again rather than grow
+MAX_CACHED_KEYS = 4096
+
+
 class ApiKeyService:
     def __init__(self, sessions: sessionmaker[Session]):
         self.sessions = sessions
         self.engine = sessions.kw["bind"]
+        self._validated: dict[str, tuple[Principal, int]] = {}  # digest -> (principal, version looked up under)
         table = ApiKey.__tablename__
         self._lookup_sql = (f"SELECT id, name, role, scopes FROM {table} "
                             f"WHERE token_digest = {placeholder(self.engine)} AND revoked_at IS NULL")
@@ -70,8 +79,32 @@ class ApiKeyService:
                          before=key_snapshot(key))
 
     def principal_for(self, token_digest: str) -> Principal | None:
-        """The principal of an active key with this digest, or None."""
-        row = fetch_row(self.engine, self._lookup_sql, (token_digest,))
+        """The principal of an active key with this digest, or None: from the cache when no key changed since it
+        was looked up, else from the database (read after the version, so never older than its stamp)."""
+        version = self._read(read_change_version)
+        cached = self._validated.get(token_digest)
+        if cached is not None and cached[1] == version:
+            return cached[0]
+        principal = self._lookup(token_digest)
+        if principal is None or version is None:
+            self._validated.pop(token_digest, None)
+        else:
+            if len(self._validated) >= MAX_CACHED_KEYS:
+                self._validated.clear()
+            self._validated[token_digest] = (principal, version)
+        return principal
+
+    def _read(self, read, *args):
+        try:
+            return read(self.engine, *args)
+        except DBAPIError as exc:
+            # a pooled connection the server dropped (see ConsumerService.list_rendered): a read runs again
+            if not exc.connection_invalidated:
+                raise
+            return read(self.engine, *args)
+
+    def _lookup(self, token_digest: str) -> Principal | None:
+        row = self._read(fetch_row, self._lookup_sql, (token_digest,))
         if row is None:
             return None
         key_id, name, role, raw_scopes = row

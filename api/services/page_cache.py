@@ -1,22 +1,40 @@
 """The list cache's two halves: the change version (kcm_changes, moved by database triggers in the same commit
-as any write to consumers or downstream_processors, migration 0004) and a bounded store of rendered pages; and
-``fetch_row``, the cheapest one-statement read, which the API-key lookup uses too."""
+as any write to consumers, downstream_processors or api_keys, migrations 0004 and 0006) and a bounded store of
+rendered pages; and ``fetch_row``, the cheapest one-statement read, which the API-key lookup uses too."""
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 
+from flask import g, has_request_context
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from schema.models import ChangeCounter
 
 VERSION_SQL = f"SELECT version FROM {ChangeCounter.__tablename__} WHERE id = 1"
+REQUEST_VERSION = "kcm_change_version"  # flask.g attribute: (engine, version) read in this request
+_UNREAD = (None, None)
 
 
 def read_change_version(engine: Engine) -> int | None:
-    """kcm_changes.version, or None when its row is missing (``fetch_row``)."""
+    """kcm_changes.version, or None when its row is missing (``fetch_row``).
+
+    Read once per request: the first read is kept for the rest of it, so the API-key check at the start of a
+    request (api/services/api_keys.py) and the list's cache lookup share one round trip. The one read comes
+    before anything the request reads after it, which is all either needs (a value older than the data read
+    after it, never newer)."""
+    if not has_request_context():
+        return _read(engine)
+    read_engine, version = g.get(REQUEST_VERSION, _UNREAD)
+    if read_engine is not engine:
+        version = _read(engine)
+        setattr(g, REQUEST_VERSION, (engine, version))
+    return version
+
+
+def _read(engine: Engine) -> int | None:
     row = fetch_row(engine, VERSION_SQL)
     return None if row is None else row[0]
 

@@ -13,9 +13,12 @@ from marshmallow import Schema
 from webargs.flaskparser import FlaskParser
 from werkzeug.wrappers import Response
 
+from api.auth.declarations import requires
+from api.auth.roles import Role
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, ConsumerQuery
+from api.services.audit import Action
 
 
 class SchemaReusingParser(FlaskParser):
@@ -105,6 +108,7 @@ CREATE_EXAMPLE = {  # the design document's body
 
 @blp.route("/")
 class ConsumerCollection(MethodView):
+    @requires(Role.VIEWER)
     @blp.arguments(ConsumerQuery, location="query")
     @blp.response(200, ConsumerOut(many=True))
     @blp.paginate()
@@ -125,6 +129,7 @@ class ConsumerCollection(MethodView):
         response.headers[blp.PAGINATION_HEADER_NAME] = rendered.pagination_header
         return response
 
+    @requires(Role.ADMIN, Action.CONSUMER_CREATE)
     @blp.arguments(ConsumerIn, example=CREATE_EXAMPLE)
     @blp.response(201, ConsumerOut, headers={"Location": {"description": "URL of the new consumer",
                                                          "schema": {"type": "string"}}})
@@ -136,12 +141,14 @@ class ConsumerCollection(MethodView):
 
 @blp.route("/<uuid:consumer_id>/")
 class ConsumerItem(MethodView):
+    @requires(Role.VIEWER)
     @blp.response(200, ConsumerOut)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     def get(self, consumer_id):
         """Read one consumer"""
         return services().consumers.get(consumer_id)
 
+    @requires(Role.ADMIN, Action.CONSUMER_UPDATE)
     @blp.arguments(ConsumerPatch)
     @blp.response(200, ConsumerOut)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
@@ -149,6 +156,7 @@ class ConsumerItem(MethodView):
         """Change user fields; a change to a running consumer bumps its generation (the supervisor restarts it)"""
         return services().consumers.update(consumer_id, changes)
 
+    @requires(Role.ADMIN, Action.CONSUMER_DELETE)
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     def delete(self, consumer_id):

@@ -9,9 +9,12 @@ from __future__ import annotations
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api.auth.declarations import requires
+from api.auth.roles import Role
 from api.context import services
 from api.schemas.common import ErrorSchema
 from api.schemas.dead_letters import DeadLetterOut, ReplayAllOut
+from api.services.audit import Action
 
 blp = Blueprint("dead_letters", __name__, url_prefix="/consumers", description="Dead letters (rq)")
 
@@ -21,6 +24,7 @@ GONE = "The dead letter's processor is no longer in the consumer's pipeline: it 
 
 @blp.route("/<uuid:consumer_id>/dead-letters/")
 class DeadLetterCollection(MethodView):
+    @requires(Role.VIEWER)
     @blp.response(200, DeadLetterOut(many=True))
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     @blp.alt_response(503, schema=ErrorSchema, description="Redis unavailable")
@@ -35,6 +39,7 @@ class DeadLetterCollection(MethodView):
 
 @blp.route("/<uuid:consumer_id>/dead-letters/replay/")
 class DeadLetterReplayAll(MethodView):
+    @requires(Role.OPERATOR, Action.DEAD_LETTER_REPLAY_ALL)
     @blp.response(202, ReplayAllOut)
     @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
     @blp.alt_response(503, schema=ErrorSchema, description="Redis unavailable")
@@ -45,6 +50,7 @@ class DeadLetterReplayAll(MethodView):
 
 @blp.route("/<uuid:consumer_id>/dead-letters/<string:dl_id>/")
 class DeadLetterItem(MethodView):
+    @requires(Role.VIEWER)
     @blp.response(200, DeadLetterOut)
     @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
     @blp.alt_response(503, schema=ErrorSchema, description="Redis unavailable")
@@ -52,6 +58,7 @@ class DeadLetterItem(MethodView):
         """Read one dead letter"""
         return services().dead_letters.get(consumer_id, dl_id)
 
+    @requires(Role.OPERATOR, Action.DEAD_LETTER_DELETE)
     @blp.response(204)
     @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
     @blp.alt_response(503, schema=ErrorSchema, description="Redis unavailable")
@@ -62,6 +69,7 @@ class DeadLetterItem(MethodView):
 
 @blp.route("/<uuid:consumer_id>/dead-letters/<string:dl_id>/replay/")
 class DeadLetterReplay(MethodView):
+    @requires(Role.OPERATOR, Action.DEAD_LETTER_REPLAY)
     @blp.response(202, DeadLetterOut)
     @blp.alt_response(404, schema=ErrorSchema, description=NOT_FOUND)
     @blp.alt_response(409, schema=ErrorSchema, description=GONE)

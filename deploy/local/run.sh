@@ -46,4 +46,6 @@ cat <<EOT
     Stop the local Kafka/Redis afterwards with: make services-stop
 
 EOT
-exec honcho start -f Procfile -p "$PORT" web supervisor deadletters
+# one JSON object per log line from every process unless the caller chose text (docs/monitoring.md)
+export KCM_LOG_FORMAT="${KCM_LOG_FORMAT:-json}"
+exec honcho start -f Procfile -p "$PORT" web supervisor deadletters lag

@@ -6,12 +6,19 @@
 #   services.sh stop  [...]                        stops what this script started
 #   services.sh status                             one line per service
 #   services.sh env                                the export lines for the running stack
+#
+# Kafka listens on KCM_LOCAL_KAFKA_PORT (PLAINTEXT, default 19092) and KCM_LOCAL_KAFKA_SCRAM_PORT
+# (SASL_PLAINTEXT with SCRAM-SHA-512, default 19094; user kcm, password in $KCM_LOCAL/kafka/scram-password,
+# exported by `env` as KCM_SECRET_KAFKA_PASSWORD). A second stack: another KCM_LOCAL and other ports.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 LOCAL="${KCM_LOCAL:-$ROOT/.local}"
 KAFKA_PORT="${KCM_LOCAL_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${KCM_LOCAL_KAFKA_CONTROLLER_PORT:-19093}"
+# SASL_PLAINTEXT + SCRAM-SHA-512 listener; user kcm, its password generated into $LOCAL/kafka/scram-password
+KAFKA_SCRAM_PORT="${KCM_LOCAL_KAFKA_SCRAM_PORT:-19094}"
+KAFKA_SCRAM_USER=kcm
 PG_PORT="${KCM_LOCAL_PG_PORT:-15432}"
 REDIS_PORT="${KCM_LOCAL_REDIS_PORT:-16379}"
 PG_USER=kcm
@@ -169,7 +176,7 @@ kafka_config() {
   local dir="$LOCAL/kafka"
   mkdir -p "$dir/config" "$dir/data"
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-    -e "s|@DATA@|$dir/data|g" "$ROOT/deploy/kafka/server.properties.in" >"$dir/config/server.properties"
+    -e "s|@SCRAM_PORT@|$KAFKA_SCRAM_PORT|g" -e "s|@DATA@|$dir/data|g" "$ROOT/deploy/kafka/server.properties.in" >"$dir/config/server.properties"
   cp "$ROOT/deploy/kafka/log4j2.properties" "$dir/config/log4j2.properties"
 }
 
@@ -178,6 +185,18 @@ kafka_java() { # main-class args...
   java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/config/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
     -cp "$dir/lib/*" "$@"
+}
+
+scram_password_file() { echo "$LOCAL/kafka/scram-password"; }
+
+scram_password() { # the SCRAM user's password, generated once (mode 0600)
+  local file
+  file="$(scram_password_file)"
+  mkdir -p "$(dirname "$file")"
+  if [[ ! -s "$file" ]]; then
+    (umask 077 && od -An -N18 -tx1 /dev/urandom | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
 }
 
 kafka_start() {
@@ -191,10 +210,14 @@ kafka_start() {
     cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$dir/logs/format.log" | tail -1)"
     [[ -n "$cluster_id" ]] || die "kafka: could not make a cluster id; see $dir/logs/format.log"
     kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+      --add-scram "SCRAM-SHA-512=[name=$KAFKA_SCRAM_USER,password=$(scram_password)]" \
       -c "$dir/config/server.properties" >>"$dir/logs/format.log" 2>&1 ||
       die "kafka: storage format failed; see $dir/logs/format.log"
+    touch "$dir/scram.ok"
   fi
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KCM_LOCAL_KAFKA_PORT"
+  port_open "$KAFKA_SCRAM_PORT" &&
+    die "port $KAFKA_SCRAM_PORT is taken by another process; set KCM_LOCAL_KAFKA_SCRAM_PORT"
   nohup java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/config/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
     -cp "$dir/lib/*" kafka.Kafka "$dir/config/server.properties" >"$dir/logs/stdout.log" 2>&1 </dev/null &
@@ -211,7 +234,13 @@ kafka_start() {
     "$PYTHON" "$ROOT/deploy/local/kafka_ready.py" "127.0.0.1:$KAFKA_PORT" ||
       die "kafka answers on its port but not to a metadata request; see $dir/logs/server.log"
   fi
-  say "kafka: started on 127.0.0.1:$KAFKA_PORT (pid $(cat "$dir/kafka.pid"))"
+  wait_port "$KAFKA_SCRAM_PORT" 30 || die "kafka did not open its SCRAM listener 127.0.0.1:$KAFKA_SCRAM_PORT"
+  if [[ ! -f "$dir/scram.ok" ]]; then # formatted before the SCRAM listener existed: add the user now
+    scram_password | "$PYTHON" "$ROOT/deploy/local/kafka_scram_user.py" "127.0.0.1:$KAFKA_PORT" "$KAFKA_SCRAM_USER" ||
+      die "kafka: could not create the SCRAM user $KAFKA_SCRAM_USER; see $dir/logs/server.log"
+    touch "$dir/scram.ok"
+  fi
+  say "kafka: started on 127.0.0.1:$KAFKA_PORT, SCRAM-SHA-512 on 127.0.0.1:$KAFKA_SCRAM_PORT (pid $(cat "$dir/kafka.pid"))"
 }
 
 kafka_stop() { stop_pidfile kafka "$LOCAL/kafka/kafka.pid" 60; }
@@ -238,16 +267,23 @@ status_line() { # name ok-test
   if "$2"; then printf '%-9s running  %s\n' "$1" "$3"; else printf '%-9s stopped\n' "$1"; fi
 }
 kafka_up() { alive "$LOCAL/kafka/kafka.pid" && port_open "$KAFKA_PORT"; }
+kafka_scram_up() { alive "$LOCAL/kafka/kafka.pid" && port_open "$KAFKA_SCRAM_PORT"; }
 redis_up() { alive "$LOCAL/redis/redis.pid" && port_open "$REDIS_PORT"; }
 postgres_up() { [[ -f "$(pg_dir)/data/postmaster.pid" ]] && port_open "$PG_PORT"; }
 
 print_env() {
   cat <<EOF
 export KCM_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
+export KCM_LOCAL_KAFKA_SCRAM_BOOTSTRAP=127.0.0.1:$KAFKA_SCRAM_PORT
+export KCM_LOCAL_KAFKA_SCRAM_USER=$KAFKA_SCRAM_USER
 export KCM_DATABASE_URL=postgresql+psycopg2://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/kcm
 export KCM_TEST_DATABASE_URL=postgresql+psycopg2://$PG_USER:$PG_PASSWORD@127.0.0.1:$PG_PORT/kcm_test
 export KCM_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 EOF
+  # the SCRAM user's password, for the reference ${env:KCM_SECRET_KAFKA_PASSWORD} (the local stack only)
+  if [[ -s "$(scram_password_file)" ]]; then
+    echo "export KCM_SECRET_KAFKA_PASSWORD=$(cat "$(scram_password_file)")"
+  fi
 }
 
 cmd="${1:-status}"
@@ -268,6 +304,7 @@ case "$cmd" in
     ;;
   status)
     status_line kafka kafka_up "127.0.0.1:$KAFKA_PORT"
+    status_line scram kafka_scram_up "127.0.0.1:$KAFKA_SCRAM_PORT (Kafka's SASL_PLAINTEXT SCRAM-SHA-512 listener)"
     status_line postgres postgres_up "127.0.0.1:$PG_PORT"
     status_line redis redis_up "127.0.0.1:$REDIS_PORT"
     ;;

@@ -56,18 +56,20 @@ def _procfile() -> dict[str, str]:
     return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
-LONG_RUNNING = ("web", "supervisor", "deadletters")
+LONG_RUNNING = ("web", "supervisor", "deadletters", "lag")
 
 
 def test_procfile_and_compose_run_the_same_processes():
     procfile = _procfile()
     assert set(procfile) == {"release", *LONG_RUNNING}
     assert procfile["release"] == "python -m schema.migrate"
-    assert procfile["web"].startswith("gunicorn 'api:create_app()' --bind 127.0.0.1:${PORT:-8000}")
+    assert procfile["web"] == "gunicorn -c deploy/gunicorn.conf.py 'api:create_app()'"
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     for name in LONG_RUNNING:
         program = shlex.split(procfile[name])[:3]
         assert compose[name]["command"][:2] == program[:2], name
+    # the web process's settings live in deploy/gunicorn.conf.py, used by all three
+    assert compose["web"]["command"][:4] == shlex.split(procfile["web"])
     # compose's one-shot migrate service is the Procfile's release step, and the others wait for it
     assert compose["migrate"]["command"] == shlex.split(procfile["release"])
     assert compose["migrate"]["restart"] == "no"
@@ -85,7 +87,7 @@ def test_honcho_starts_only_the_long_running_processes_by_name():
 
 def test_supervisord_config_runs_the_procfile_commands():
     conf = (ROOT / "deploy" / "supervisord" / "kcm.conf").read_text()
-    assert 'gunicorn "api:create_app()"' in conf
+    assert 'gunicorn -c deploy/gunicorn.conf.py "api:create_app()"' in conf
     assert "-m supervisor" in conf
     assert "rq worker" in conf and keys.DEAD_LETTER_QUEUE in conf
     assert keys.DEAD_LETTER_QUEUE in _procfile()["deadletters"]

@@ -8,7 +8,13 @@ import uuid
 
 import pytest
 
-from api.auth.declarations import PUBLIC_PATHS, ROLE_EXTENSION, SECURITY_SCHEME, UNSCOPED_EXTENSION
+from api.auth.declarations import (
+    PUBLIC_PATHS,
+    ROLE_EXTENSION,
+    SECURITY_SCHEME,
+    UNSCOPED_EXTENSION,
+    normalised,
+)
 from api.auth.roles import Role
 from tests.integration.api.conftest import VALID_CONSUMER
 
@@ -23,6 +29,10 @@ def operations(spec: dict):
         for method, operation in sorted(item.items()):
             if method in HTTP_METHODS:
                 yield path, method, operation
+
+
+def is_public(path: str) -> bool:
+    return normalised(path) in PUBLIC_PATHS
 
 
 def new_key(client, role: str, scopes=None) -> dict:
@@ -58,6 +68,8 @@ def body_for(method: str, path: str):
 
 def expected(caller: str, path: str, method: str, operation: dict) -> int | None:
     """The status the declaration implies, or None for 'not refused' (the operation's own outcome)."""
+    if is_public(path):
+        return None
     if caller == "anonymous":
         return 401
     if CALLER_ROLE[caller] < Role[operation[ROLE_EXTENSION].upper()]:
@@ -75,9 +87,12 @@ def expected(caller: str, path: str, method: str, operation: dict) -> int | None
 def test_every_documented_operation_declares_a_role(client):
     spec = client.get("/openapi.json").json
     undeclared = [f"{method.upper()} {path}" for path, method, op in operations(spec)
-                  if op.get(ROLE_EXTENSION) not in Role.names()]
+                  if op.get(ROLE_EXTENSION) not in Role.names() and not is_public(path)]
     assert not undeclared, f"operations without @requires: {undeclared}"
     for path, method, op in operations(spec):
+        if is_public(path):
+            assert ROLE_EXTENSION not in op and "security" not in op, (method, path)
+            continue
         assert op["security"] == [{SECURITY_SCHEME: []}], (method, path)
         assert {"401", "403", "429"} <= set(op["responses"]), (method, path)
     assert spec["components"]["securitySchemes"][SECURITY_SCHEME] == {
@@ -107,8 +122,8 @@ def test_every_operation_answers_every_kind_of_caller_as_declared(app):
     assert seen >= 20  # every resource's operations, not an empty document
 
 
-@pytest.mark.parametrize("path", sorted(PUBLIC_PATHS - {"/healthz", "/readyz"}))
-def test_the_openapi_document_and_its_uis_need_no_credentials(app, path):
+@pytest.mark.parametrize("path", sorted(PUBLIC_PATHS))
+def test_the_public_paths_need_no_credentials(app, path):
     assert app.test_client(token=None).get(path).status_code == 200
 
 
@@ -140,6 +155,7 @@ def test_the_roles_table_of_docs_security_is_the_declarations(client):
     table = text.split("<!-- roles-table")[1].split("<!-- /roles-table -->")[0]
     documented = {(m, p): r for m, p, r in re.findall(r"^\| `(\w+)` \| `([^`]+)` \| ([^|]+?) \|$", table, re.M)}
     spec = client.get("/openapi.json").json
-    declared = {(method.upper(), path): op[ROLE_EXTENSION] + (" (unscoped)" if op.get(UNSCOPED_EXTENSION) else "")
+    declared = {(method.upper(), path): "public" if is_public(path) else
+                op[ROLE_EXTENSION] + (" (unscoped)" if op.get(UNSCOPED_EXTENSION) else "")
                 for path, method, op in operations(spec)}
     assert documented == declared

@@ -160,3 +160,14 @@ def test_auth_is_on_by_default_and_the_bootstrap_token_is_an_admin(pg_clean, red
         assert app.test_client().get("/consumers/").status_code == 401
     finally:
         app.extensions[EXTENSION].close()
+
+
+def test_metrics_needs_a_viewer_unless_declared_public(pg_clean, redis_client, redis_test_url, pg_url):
+    for public, anonymous_status in ((False, 401), (True, 200)):
+        app = make_app(pg_url, redis_test_url, metrics_public=public)
+        try:
+            assert app.test_client(token=None).get("/metrics").status_code == anonymous_status
+            viewer = create_key(app.test_client(), "viewer")["token"]
+            assert app.test_client(token=viewer).get("/metrics").status_code == 200
+        finally:
+            app.extensions[EXTENSION].close()

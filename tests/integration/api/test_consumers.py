@@ -52,7 +52,7 @@ def test_create_with_bootstrap_servers_instead_of_broker_ip(client):
 
 def test_security_references_are_stored_and_returned_as_references(client):
     security = {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN", "sasl.username": "svc",
-                "sasl.password": "${env:KAFKA_PASSWORD}", "ssl.key.pem": "${file:/etc/kcm/key.pem}"}
+                "sasl.password": "${env:KCM_SECRET_KAFKA_PASSWORD}", "ssl.key.pem": "${file:/run/secrets/kafka-key.pem}"}
     response = client.post("/consumers/", json={**VALID_CONSUMER, "security": security})
     assert response.status_code == 201, response.json
     assert response.json["security"] == security

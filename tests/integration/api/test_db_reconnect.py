@@ -47,3 +47,12 @@ def test_an_idle_connection_the_server_dropped_is_replaced_before_any_request_us
     assert response.status_code == 200 and response.json["id"] == consumer["id"]
     with pg_app.extensions[EXTENSION].engine.connect() as conn:
         assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != dead
+
+
+def test_an_api_key_lookup_survives_a_connection_the_server_just_dropped(pg_app, pg_engine):
+    admin = pg_app.test_client()
+    token = admin.post("/api-keys/", json={"name": "reader", "role": "viewer"}).json["token"]
+    reader = pg_app.test_client(token=token)
+    assert reader.get("/processor-types/").status_code == 200
+    kill_pooled_connections(pg_app, pg_engine)
+    assert reader.get("/processor-types/").status_code == 200  # the lookup ran again on a fresh connection

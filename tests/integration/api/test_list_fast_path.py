@@ -28,7 +28,7 @@ def seed_varied_consumers(kcm) -> list:
         kcm.consumers.create(consumer_data(
             broker_ip=None, broker_port=None, bootstrap_servers=["k1:9092", "[::1]:9093"], topic="alpha",
             consumer_group="g2", client_id="client-é", replicas=3, auto_offset_reset="latest",
-            security={"security.protocol": "SASL_SSL", "sasl.password": "${env:KAFKA_PASSWORD}",
+            security={"security.protocol": "SASL_SSL", "sasl.password": "${env:KCM_SECRET_KAFKA_PASSWORD}",
                       "enable.ssl.certificate.verification": False},
             downstream_processors=[collector("/tmp/c", position=7, on_error="skip"),
                                    collector("/tmp/a", position=1, on_error="dead_letter"),

@@ -17,7 +17,7 @@ def test_honcho_runs_every_procfile_process_and_stops_them(kcm_env, redis_test_u
     log = open(tmp_path / "honcho.log", "wb")
     # by name, as deploy/local/run.sh does: the one-shot release line would stop the others when it exits
     proc = subprocess.Popen([str(VENV_BIN / "honcho"), "start", "-f", str(ROOT / "Procfile"), "-p", str(port),
-                             "web", "supervisor", "deadletters"],
+                             "web", "supervisor", "deadletters", "lag"],
                             cwd=ROOT, env=kcm_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     r = redis.Redis.from_url(redis_test_url)
     try:

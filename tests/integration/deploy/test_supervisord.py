@@ -59,13 +59,13 @@ def test_supervisord_runs_kcm_programs_and_stops_them(kcm_env, redis_test_url, t
                      token=kcm_env["KCM_BOOTSTRAP_ADMIN_TOKEN"])
         wait_for(lambda: r.exists(keys.supervisor_key(kcm_env["KCM_SUPERVISOR_ID"])), timeout=30,
                  message="the supervisor's heartbeat key")
-        wait_for(lambda: _ctl(conf, "status").stdout.count("RUNNING") == 3, timeout=30,
-                 message="three RUNNING programs in supervisorctl status")
+        wait_for(lambda: _ctl(conf, "status").stdout.count("RUNNING") == 4, timeout=30,
+                 message="four RUNNING programs in supervisorctl status")
         status = _ctl(conf, "status").stdout
-        for program in ("kcm:kcm-web", "kcm:kcm-supervisor", "kcm:kcm-deadletters"):
+        for program in ("kcm:kcm-web", "kcm:kcm-supervisor", "kcm:kcm-deadletters", "kcm:kcm-lag"):
             assert program in status
         pids = [int(p) for p in _ctl(conf, "pid", "all").stdout.split() if p.isdigit()]
-        assert len(pids) == 3 and all(pids)
+        assert len(pids) == 4 and all(pids)
     finally:
         proc.terminate()
         proc.wait(timeout=90)

@@ -157,11 +157,11 @@ def test_target_down_then_back_retries_and_loses_nothing(pg_context, pg_conn, sy
     from sqlalchemy.engine import make_url
 
     real_dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    monkeypatch.setenv("KCM_TEST_SYNC_DSN", "postgresql://kcm:kcm@127.0.0.1:1/none")  # a closed port
-    spec = _spec(sync_table, dsn="${env:KCM_TEST_SYNC_DSN}", max_retries=50, retry_timeout=60,
+    monkeypatch.setenv("KCM_SECRET_TEST_SYNC_DSN", "postgresql://kcm:kcm@127.0.0.1:1/none")  # a closed port
+    spec = _spec(sync_table, dsn="${env:KCM_SECRET_TEST_SYNC_DSN}", max_retries=50, retry_timeout=60,
                  retry_backoff=0.05, retry_backoff_max=0.3)
     pipeline = _open([spec], pg_context)  # open tolerates a target that is down
-    timer = threading.Timer(1.5, lambda: monkeypatch.setenv("KCM_TEST_SYNC_DSN", real_dsn))
+    timer = threading.Timer(1.5, lambda: monkeypatch.setenv("KCM_SECRET_TEST_SYNC_DSN", real_dsn))
     timer.start()
     pipeline.deliver([Record("t", 0, i, b"v%d" % i) for i in range(1_000)])
     timer.join()
@@ -273,8 +273,8 @@ def test_a_dsn_reference_may_hold_a_libpq_dsn_or_any_postgresql_url(form, pg_con
                       f"password={url.password}",
              "postgresql": url.set(drivername="postgresql").render_as_string(hide_password=False),
              "postgresql+psycopg2": url.render_as_string(hide_password=False)}[form]
-    monkeypatch.setenv("KCM_TEST_SYNC_DSN", value)
-    pipeline = _open([_spec(sync_table, dsn="${env:KCM_TEST_SYNC_DSN}")], pg_context)
+    monkeypatch.setenv("KCM_SECRET_TEST_SYNC_DSN", value)
+    pipeline = _open([_spec(sync_table, dsn="${env:KCM_SECRET_TEST_SYNC_DSN}")], pg_context)
     processor = pipeline.stages[0][1]
     pipeline.deliver([Record("t", 0, i, b"x") for i in range(5)])
     pipeline.close()

@@ -63,9 +63,9 @@ def private_pg():
 
 
 def test_postgres_stopped_for_20_s_then_back_retries_and_loses_nothing(private_pg, context, monkeypatch):
-    monkeypatch.setenv("KCM_TEST_OUTAGE_DSN", private_pg["dsn"])
+    monkeypatch.setenv("KCM_SECRET_TEST_OUTAGE_DSN", private_pg["dsn"])
     spec = ProcessorSpec(id="db-outage", processor_type="database_sync", config={
-        "table": "outage_target", "dsn": "${env:KCM_TEST_OUTAGE_DSN}", "value_format": "text",
+        "table": "outage_target", "dsn": "${env:KCM_SECRET_TEST_OUTAGE_DSN}", "value_format": "text",
         "create_table": True, "max_retries": 1000, "retry_timeout": 90, "retry_backoff": 0.2,
         "retry_backoff_max": 2})
     pipeline = Pipeline.build([spec], consumer_id="outage-test", context=context)

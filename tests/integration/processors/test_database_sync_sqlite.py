@@ -94,8 +94,8 @@ def test_invalid_utf8_is_a_poison_message_for_text(sqlite_context, sqlite_url):
 
 def test_a_sqlite_url_behind_a_dsn_reference_takes_the_generic_path(context, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'target.db'}"
-    monkeypatch.setenv("KCM_TEST_SQLITE_DSN", url)
-    pipeline = _open(context, table="events", create_table=True, dsn="${env:KCM_TEST_SQLITE_DSN}")
+    monkeypatch.setenv("KCM_SECRET_TEST_SQLITE_DSN", url)
+    pipeline = _open(context, table="events", create_table=True, dsn="${env:KCM_SECRET_TEST_SQLITE_DSN}")
     pipeline.deliver([Record("t", 0, i, b"x") for i in range(3)])
     pipeline.close()
     assert _query(url, "SELECT count(*) FROM events") == [(3,)]

@@ -9,23 +9,20 @@ import pytest
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from api import create_app
 from api.context import EXTENSION
 from processors.base import Record
 from processors.database_sync import target_ddl
 from processors.pipeline import Pipeline
 from schema import keys
-from schema.settings import Settings
 from schema.spec import ProcessorSpec
+from tests.integration.api.conftest import make_app
 
 CONSUMER = {"broker_ip": "127.0.0.1", "broker_port": 19092, "topic": "orders", "consumer_group": "billing"}
 
 
 @pytest.fixture
 def client(pg_clean, pg_url, redis_client, redis_test_url, sink_root):
-    settings = dataclasses.replace(Settings.from_env(), database_url=pg_url, redis_url=redis_test_url)
-    app = create_app(settings)
-    app.testing = True
+    app = make_app(pg_url, redis_test_url)  # authenticates as the bootstrap admin
     yield app.test_client()
     app.extensions[EXTENSION].close()
 

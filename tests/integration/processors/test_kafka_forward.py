@@ -52,11 +52,11 @@ def test_headers_and_timestamp_are_preserved_exactly(kafka_bootstrap, topic_fact
 def test_unreachable_cluster_is_retried_then_recovers_with_nothing_lost(kafka_bootstrap, topic_factory, context,
                                                                        monkeypatch):
     target = topic_factory(partitions=1)
-    monkeypatch.setenv("KCM_TEST_FWD_BOOTSTRAP", "127.0.0.1:1")
-    pipeline = _open(context, bootstrap_servers="${env:KCM_TEST_FWD_BOOTSTRAP}", topic=target,
+    monkeypatch.setenv("KCM_SECRET_TEST_FWD_BOOTSTRAP", "127.0.0.1:1")
+    pipeline = _open(context, bootstrap_servers="${env:KCM_SECRET_TEST_FWD_BOOTSTRAP}", topic=target,
                      delivery_timeout_ms=3_000, max_retries=20, retry_timeout=90, retry_backoff=0.1,
                      retry_backoff_max=0.3)
-    timer = threading.Timer(2.0, lambda: monkeypatch.setenv("KCM_TEST_FWD_BOOTSTRAP", kafka_bootstrap))
+    timer = threading.Timer(2.0, lambda: monkeypatch.setenv("KCM_SECRET_TEST_FWD_BOOTSTRAP", kafka_bootstrap))
     timer.start()
     pipeline.deliver([Record("src", 0, i, b"v%d" % i) for i in range(1_000)])
     timer.join()
@@ -88,8 +88,8 @@ def test_plaintext_secrets_and_forced_settings_are_rejected():
     assert "hunter2" not in str(info.value.messages)
     with pytest.raises(ValidationError):
         KafkaForwardProcessor.validate_config({"topic": "t", "security": {"acks": "1"}})
-    config = KafkaForwardProcessor.validate_config({"topic": "t", "security": {"sasl.password": "${env:PW}"}})
-    assert config["security"] == {"sasl.password": "${env:PW}"}
+    config = KafkaForwardProcessor.validate_config({"topic": "t", "security": {"sasl.password": "${env:KCM_SECRET_PW}"}})
+    assert config["security"] == {"sasl.password": "${env:KCM_SECRET_PW}"}
 
 
 def test_the_consumers_own_cluster_is_reached_with_the_consumers_security_when_the_forwarder_has_none(
@@ -98,16 +98,16 @@ def test_the_consumers_own_cluster_is_reached_with_the_consumers_security_when_t
 
     target = topic_factory(partitions=1)
     secured = dataclasses.replace(context, bootstrap_servers=kafka_bootstrap,
-                                  security={"security.protocol": "${env:KCM_TEST_FWD_PROTOCOL}"})
-    monkeypatch.delenv("KCM_TEST_FWD_PROTOCOL", raising=False)
-    with pytest.raises(FatalError, match="KCM_TEST_FWD_PROTOCOL"):  # the consumer's reference is what it resolves
+                                  security={"security.protocol": "${env:KCM_SECRET_TEST_FWD_PROTOCOL}"})
+    monkeypatch.delenv("KCM_SECRET_TEST_FWD_PROTOCOL", raising=False)
+    with pytest.raises(FatalError, match="KCM_SECRET_TEST_FWD_PROTOCOL"):  # the consumer's reference is what it resolves
         _open(secured, topic=target)
-    monkeypatch.setenv("KCM_TEST_FWD_PROTOCOL", "PLAINTEXT")
+    monkeypatch.setenv("KCM_SECRET_TEST_FWD_PROTOCOL", "PLAINTEXT")
     pipeline = _open(secured, topic=target)
     pipeline.deliver([Record("src", 0, i, b"s%d" % i) for i in range(3)])
     pipeline.close()
     assert [m.value() for m in consume_all(kafka_bootstrap, target, "g-fwd-sec", 3)] == [b"s0", b"s1", b"s2"]
 
-    monkeypatch.delenv("KCM_TEST_FWD_PROTOCOL")  # another cluster gets only the forwarder's own settings
+    monkeypatch.delenv("KCM_SECRET_TEST_FWD_PROTOCOL")  # another cluster gets only the forwarder's own settings
     for servers in ([kafka_bootstrap], kafka_bootstrap):
         _open(secured, topic=target, bootstrap_servers=servers).close()

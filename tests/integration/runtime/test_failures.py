@@ -46,8 +46,8 @@ def test_authentication_failure_is_fatal_at_once_and_the_secret_stays_out_of_sta
     topic = topic_factory(partitions=1)
     cid, _out = runtime.create_consumer(topic, security={
         "security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "PLAIN", "sasl.username": "kcm",
-        "sasl.password": "${env:KCM_RT_TEST_KAFKA_PASSWORD}"})
-    runtime.start_supervisor(KCM_RT_TEST_KAFKA_PASSWORD="pw-9f3a1c-never-shown")
+        "sasl.password": "${env:KCM_SECRET_RT_KAFKA_PASSWORD}"})
+    runtime.start_supervisor(KCM_SECRET_RT_KAFKA_PASSWORD="pw-9f3a1c-never-shown")
     state = runtime.wait_state(cid, "FATAL")
     assert "KafkaAuthenticationFailed" in state["last_error"] and state["retries"] == "0"
     assert "pw-9f3a1c-never-shown" not in str(state) + str(runtime.heartbeat(cid)) + runtime.supervisor_log()

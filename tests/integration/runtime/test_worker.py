@@ -97,13 +97,13 @@ def test_second_sigterm_exits_at_once_without_committing(start_worker, redis_cli
 def test_missing_secret_reference_exits_78_and_no_secret_is_written(start_worker, redis_client, topic_factory):
     topic = topic_factory(partitions=1)
     proc, spec, _out = start_worker(topic, security={
-        "sasl.username": "${env:KCM_TEST_KAFKA_USER}", "sasl.password": "${env:KCM_TEST_KAFKA_PASSWORD_UNSET}"},
-        extra_env={"KCM_TEST_KAFKA_USER": "s3cr3t-user-value"})
+        "sasl.username": "${env:KCM_SECRET_TEST_KAFKA_USER}", "sasl.password": "${env:KCM_SECRET_TEST_KAFKA_PASSWORD_UNSET}"},
+        extra_env={"KCM_SECRET_TEST_KAFKA_USER": "s3cr3t-user-value"})
     assert proc.wait(20) == EXIT_CONFIG
     stderr = proc.stderr.read()
     hb = heartbeat(redis_client, spec)
     assert hb["phase"] == "exited"  # a failed exit leaves its reason for the supervisor
-    assert "ConsumerConfigError" in hb["last_error"] and "KCM_TEST_KAFKA_PASSWORD_UNSET" in hb["last_error"]
+    assert "ConsumerConfigError" in hb["last_error"] and "KCM_SECRET_TEST_KAFKA_PASSWORD_UNSET" in hb["last_error"]
     assert b"s3cr3t-user-value" not in stderr and "s3cr3t-user-value" not in str(hb)
 
 

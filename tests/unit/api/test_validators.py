@@ -1,4 +1,5 @@
-"""Pure validation rules: Kafka names, hosts, host:port lists, security references."""
+"""Pure validation rules: Kafka names, hosts, host:port lists, the security settings' field errors
+(the rules themselves: tests/unit/security/)."""
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,6 @@ from marshmallow import ValidationError
 
 from api.schemas.validators import (
     is_host,
-    is_reference,
-    is_secret_setting,
     validate_host_port,
     validate_security,
     validate_topic,
@@ -48,30 +47,11 @@ def test_topics_accepted(value):
     validate_topic(value)
 
 
-@pytest.mark.parametrize("name,secret", [
-    ("sasl.password", True), ("ssl.key.password", True), ("ssl.key.pem", True),
-    ("sasl.oauthbearer.client.secret", True), ("ssl.keystore.password", True), ("SASL.PASSWORD", True),
-    ("ssl.key.location", False), ("sasl.username", False), ("security.protocol", False),
-    ("sasl.mechanism", False),
-])
-def test_secret_bearing_settings(name, secret):
-    assert is_secret_setting(name) is secret
-
-
-@pytest.mark.parametrize("value,ok", [
-    ("${env:KAFKA_PASSWORD}", True), ("${file:/run/secrets/kafka}", True), ("${env:1BAD}", False),
-    ("${file:relative/path}", False), ("hunter2", False), ("${env:X} trailing", False), (42, False),
-    ("${env:X}\n", False),
-])
-def test_references(value, ok):
-    assert is_reference(value) is ok
-
-
 def test_security_errors_are_keyed_by_setting():
     with pytest.raises(ValidationError) as caught:
-        validate_security({"sasl.password": "plain", "Bad Key": "x", "ssl.nested": {"a": 1},
-                           "sasl.username": "ok", "ssl.key.pem": "${file:/etc/key.pem}"})
-    assert set(caught.value.messages) == {"sasl.password", "Bad Key", "ssl.nested"}
+        validate_security({"sasl.password": "plain", "Bad Key": "x", "ssl.ca.pem": {"a": 1},
+                           "sasl.username": "ok", "ssl.key.pem": "${file:/run/secrets/key.pem}"})
+    assert set(caught.value.messages) == {"sasl.password", "Bad Key", "ssl.ca.pem"}
     assert "plain" not in str(caught.value.messages)
 
 
@@ -85,5 +65,5 @@ def test_non_security_settings_are_refused_in_security(name):
 
 def test_security_settings_are_accepted():
     validate_security({"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "u",
-                       "sasl.password": "${env:P}", "ssl.ca.location": "/etc/ca.pem",
-                       "enable.ssl.certificate.verification": False, "ssl.key.location": "/etc/key.pem"})
+                       "sasl.password": "${env:KCM_SECRET_P}", "ssl.ca.location": "/run/secrets/ca.pem",
+                       "enable.ssl.certificate.verification": False, "ssl.key.location": "/run/secrets/key.pem"})

@@ -69,20 +69,3 @@ def test_interrupt_stops_retrying_and_the_batch_fails():
     else:
         raise AssertionError("an interrupted pipeline must not report the batch delivered")
     assert processor.attempts == 1 and processor.flushed == []
-
-
-def test_references_resolve_env_and_file_and_refuse_missing(tmp_path, monkeypatch):
-    import pytest
-
-    from processors.base import FatalError
-    from processors.references import is_reference, resolve
-
-    monkeypatch.setenv("KCM_UNIT_SECRET", "s3cret")
-    (tmp_path / "pw").write_text("from-file\n")
-    assert resolve("${env:KCM_UNIT_SECRET}") == "s3cret"
-    assert resolve(f"${{file:{tmp_path / 'pw'}}}") == "from-file"
-    assert resolve("plain") == "plain" and not is_reference("plain") and is_reference("${env:X}")
-    monkeypatch.delenv("KCM_UNIT_SECRET")
-    with pytest.raises(FatalError, match="KCM_UNIT_SECRET") as info:
-        resolve("${env:KCM_UNIT_SECRET}")
-    assert "s3cret" not in str(info.value)

@@ -4,12 +4,20 @@ from __future__ import annotations
 import pytest
 
 from schema.exits import EXIT_CONFIG
-from schema.replica_machine import HUNG_WORKER_ERROR, Action, Heartbeat, ReplicaMachine, Timings
+from schema.replica_machine import (
+    HUNG_WORKER_ERROR,
+    Action,
+    Heartbeat,
+    ProcessSample,
+    ReplicaMachine,
+    Timings,
+)
 from schema.states import IllegalTransition, ProcessState
 
 READY = Heartbeat(fresh=True, ready=True)
 NOT_READY = Heartbeat(fresh=True, ready=False)
 LOST = Heartbeat(fresh=False, ready=False)
+STOPPED_PROCESS = ProcessSample(cpu_seconds=1.0, stopped=True)
 
 
 class FakeClock:
@@ -200,7 +208,7 @@ def test_generation_change_stops_gracefully_then_starts_the_new_generation(clock
 def test_hung_running_worker_is_killed_and_restarted_with_reason(clock):
     m = running(clock)
     assert m.tick(None) == []  # heartbeat unknown (Redis down): no decision
-    assert m.tick(LOST) == [Action.SIGKILL]
+    assert m.tick(LOST, sample=lambda: STOPPED_PROCESS) == [Action.SIGKILL]  # SIGSTOPped: confirmed at once
     assert m.last_error == HUNG_WORKER_ERROR
     assert m.tick(LOST) == []  # killed once; wait for the reap
     m.finish(-9)

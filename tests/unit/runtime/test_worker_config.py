@@ -1,4 +1,5 @@
-"""The worker's Kafka configuration: secrets by reference, resolved at start, never echoed."""
+"""The worker's Kafka configuration: secrets by reference, resolved at start, never echoed; the allowlist and
+the broker address policy checked again at start."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,6 @@ from workers.config import (
     consumer_config,
     is_cooperative,
     redacted_config,
-    resolve_references,
 )
 
 
@@ -23,6 +23,12 @@ def spec(**overrides) -> WorkerSpec:
 SETTINGS = Settings.from_env({"KCM_BATCH_SIZE": "500"})
 
 
+def settings_with(tmp_path, **values) -> Settings:
+    env = {"KCM_BATCH_SIZE": "500", "KCM_SECRETS_DIR": str(tmp_path)}
+    env.update({f"KCM_{k.upper()}": v for k, v in values.items()})
+    return Settings.from_env(env)
+
+
 def test_consumer_config_stores_offsets_only_after_delivery():
     config = consumer_config(spec(), SETTINGS, {})
     assert config["bootstrap.servers"] == "k1:9092,k2:9092" and config["group.id"] == "billing"
@@ -32,53 +38,55 @@ def test_consumer_config_stores_offsets_only_after_delivery():
     assert config["fetch.queue.backoff.ms"] <= 10  # librdkafka >= 2.2 defaults to 1000 ms
 
 
-def test_rebalances_are_cooperative_by_default_and_a_consumer_can_choose_otherwise():
+def test_rebalances_are_cooperative_and_security_cannot_change_the_strategy():
     assert is_cooperative(consumer_config(spec(), SETTINGS, {}))  # a joining replica stops nobody
-    eager = consumer_config(spec(security={"partition.assignment.strategy": "range,roundrobin"}), SETTINGS, {})
-    assert eager["partition.assignment.strategy"] == "range,roundrobin" and not is_cooperative(eager)
+    assert not is_cooperative({"partition.assignment.strategy": "range,roundrobin"})
+    with pytest.raises(ConsumerConfigError, match="partition.assignment.strategy"):
+        consumer_config(spec(security={"partition.assignment.strategy": "range,roundrobin"}), SETTINGS, {})
 
 
 def test_env_and_file_references_resolve(tmp_path):
     secret_file = tmp_path / "password"
     secret_file.write_text("from-file\n")
     config = consumer_config(spec(security={
-        "security.protocol": "SASL_SSL", "sasl.username": "${env:KAFKA_USER}",
-        "sasl.password": f"${{file:{secret_file}}}"}), SETTINGS, {"KAFKA_USER": "alice"})
+        "security.protocol": "SASL_SSL", "sasl.username": "${env:KCM_SECRET_KAFKA_USER}",
+        "sasl.password": f"${{file:{secret_file}}}"}), settings_with(tmp_path), {"KCM_SECRET_KAFKA_USER": "alice"})
     assert config["sasl.username"] == "alice" and config["sasl.password"] == "from-file"
     assert redacted_config(config)["sasl.password"] == "***"
     assert redacted_config(config)["sasl.username"] == "alice"
 
 
 def test_missing_env_reference_is_a_config_error_naming_the_variable_not_a_value():
-    with pytest.raises(ConsumerConfigError, match=r"\$\{env:KAFKA_PASSWORD\}"):
-        resolve_references("${env:KAFKA_PASSWORD}", {"OTHER": "x"})
+    with pytest.raises(ConsumerConfigError, match=r"\$\{env:KCM_SECRET_KAFKA_PASSWORD\}"):
+        consumer_config(spec(security={"sasl.password": "${env:KCM_SECRET_KAFKA_PASSWORD}"}), SETTINGS, {"X": "x"})
 
 
 def test_missing_file_reference_is_a_config_error(tmp_path):
     with pytest.raises(ConsumerConfigError, match="No such file"):
-        resolve_references(f"${{file:{tmp_path / 'absent'}}}", {})
+        consumer_config(spec(security={"sasl.password": f"${{file:{tmp_path / 'absent'}}}"}),
+                        settings_with(tmp_path), {})
+
+
+def test_a_row_written_before_the_allowlist_is_refused_at_start():
+    with pytest.raises(ConsumerConfigError, match="sasl.kerberos.kinit.cmd") as refused:
+        consumer_config(spec(security={"sasl.kerberos.kinit.cmd": "touch /tmp/x"}), SETTINGS, {})
+    assert "touch" not in str(refused.value)
+    with pytest.raises(ConsumerConfigError, match="KCM_SECRET_ENV_PREFIX"):
+        consumer_config(spec(security={"sasl.password": "${env:HOME}"}), SETTINGS, {"HOME": "/root"})
+
+
+def test_brokers_outside_the_policy_are_refused_at_start(tmp_path):
+    with pytest.raises(ConsumerConfigError, match="BrokerNotAllowed: bootstrap_servers entry 0"):
+        consumer_config(spec(bootstrap_servers="169.254.169.254:9092"), SETTINGS, {})
+    allowed = settings_with(tmp_path, allowed_brokers="k1,k2")
+    assert consumer_config(spec(), allowed, {})["bootstrap.servers"] == "k1:9092,k2:9092"
+    with pytest.raises(ConsumerConfigError, match="entry 1 \\(evil\\)"):
+        consumer_config(spec(bootstrap_servers="k1:9092,evil:9092"), allowed, {})
 
 
 def test_bad_auto_offset_reset_is_a_config_error():
     with pytest.raises(ConsumerConfigError, match="auto_offset_reset"):
         consumer_config(spec(auto_offset_reset="sideways"), SETTINGS, {})
-
-
-
-def test_a_refused_value_is_named_by_its_property_and_no_resolved_secret_survives():
-    from workers.config import refused_config_message, secret_values
-
-    security = {"security.protocol": "${env:PROTO}", "sasl.mechanism": "PLAIN", "sasl.password": "${env:PW}"}
-    config = consumer_config(spec(security=security), SETTINGS, {"PROTO": "hunter2-proto", "PW": "hunter2-pw"})
-    secrets = secret_values(security, config)
-    assert set(secrets) == {"hunter2-proto", "hunter2-pw"}  # only the values that came from references
-    echoed = refused_config_message('Invalid value "hunter2-proto" for configuration property "security.protocol"',
-                                    secrets)
-    assert echoed == 'the value of configuration property "security.protocol" was refused'
-    elsewhere = refused_config_message("Failed to create consumer: bad password hunter2-pw here", secrets)
-    assert "hunter2" not in elsewhere and "***" in elsewhere
-    plain = "Failed to create consumer: Unsupported SASL mechanism: NOPE"
-    assert refused_config_message(plain, secrets) == plain  # nothing secret: librdkafka's words as they are
 
 
 def test_max_poll_interval_comes_from_the_setting():

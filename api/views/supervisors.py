@@ -1,0 +1,25 @@
+"""/supervisors/: the live supervisors, from their heartbeat hashes."""
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.auth.declarations import requires
+from api.auth.roles import Role
+from api.context import services
+from api.schemas.common import ErrorSchema
+from api.schemas.monitoring import SupervisorOut
+from api.services.monitoring import MonitoringService
+
+blp = Blueprint("supervisors", __name__, url_prefix="/supervisors", description="Supervisors")
+
+
+@blp.route("/")
+class Supervisors(MethodView):
+    @requires(Role.VIEWER)
+    @blp.response(200, SupervisorOut(many=True))
+    @blp.alt_response(503, schema=ErrorSchema, description="Redis is unreachable")
+    def get(self):
+        """Live supervisors: id, host, pid, start, last heartbeat, replicas held"""
+        kcm = services()
+        return MonitoringService(kcm.redis, kcm.engine).supervisors()

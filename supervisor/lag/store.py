@@ -1,0 +1,127 @@
+"""Everything the lag monitor reads from and writes to Redis (key names from schema.keys only).
+
+It is the one writer of ``lag_key``, ``lag_window_key``, ``health_key`` and ``LAG_MONITOR_KEY``. Every one of them
+expires: when the monitor stops, readers see no lag and an UNKNOWN verdict, never a stale one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterable
+
+import redis
+
+from schema import keys
+from schema.health import PartitionSample, Sample
+
+MIN_TTL = 15.0
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def encode_sample(sample: Sample) -> str:
+    return json.dumps({"at": round(sample.at, 3), "p": {
+        str(p): [s.committed, s.high_watermark, s.lag_messages,
+                 None if s.lag_seconds is None else round(s.lag_seconds, 3)]
+        for p, s in sample.partitions.items()}}, separators=(",", ":"))
+
+
+def decode_sample(text: str) -> Sample | None:
+    try:
+        data = json.loads(text)
+        return Sample(at=float(data["at"]), partitions={
+            int(p): PartitionSample(committed=v[0], high_watermark=int(v[1]), lag_messages=int(v[2]),
+                                    lag_seconds=v[3]) for p, v in data["p"].items()})
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None  # a garbled entry is skipped, the window goes on
+
+
+class LagStore:
+    def __init__(self, client: redis.Redis, *, interval: float, window: int):
+        self.client = client
+        self.interval = interval
+        self.window = window
+        self.ttl = max(3 * interval + 5, MIN_TTL)  # the latest sample and verdict outlive ~3 missed samples
+        self.window_ttl = max((window + 2) * interval + 60, MIN_TTL)  # a restarted monitor continues its window
+        self.started_at = time.time()
+
+    def read(self, consumer_ids: list[str]) -> dict[str, tuple[list[Sample], tuple[str, float] | None]]:
+        """Each consumer's window (oldest first) and its previous ``(verdict, since)``, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid in consumer_ids:
+            pipe.lrange(keys.lag_window_key(cid), 0, self.window - 1)
+            pipe.get(keys.health_key(cid))
+        raw = pipe.execute()
+        result = {}
+        for i, cid in enumerate(consumer_ids):
+            samples = [s for s in (decode_sample(_text(item)) for item in reversed(raw[2 * i])) if s is not None]
+            previous = None
+            if raw[2 * i + 1]:
+                try:
+                    health = json.loads(_text(raw[2 * i + 1]))
+                    previous = (str(health["verdict"]), float(health["since"]))
+                except (ValueError, KeyError, TypeError):
+                    previous = None
+            result[cid] = (samples, previous)
+        return result
+
+    def replica_views(self, replicas: dict[str, int]) -> dict[str, tuple[list[tuple[int, str]], list[str]]]:
+        """For each consumer (``id -> replica count``): ``(replica, state)`` from the supervisor's state hashes and
+        the ``topic:partition`` entries its live workers hold, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        order = [(cid, n) for cid, count in replicas.items() for n in range(count)]
+        for cid, n in order:
+            pipe.hget(keys.replica_state_key(cid, n), "state")
+            pipe.hmget(keys.heartbeat_key(cid, n), "phase", "partitions")
+        raw = pipe.execute()
+        views: dict[str, tuple[list[tuple[int, str]], list[str]]] = {cid: ([], []) for cid in replicas}
+        for i, (cid, n) in enumerate(order):
+            state, (phase, partitions) = raw[2 * i], raw[2 * i + 1]
+            if state:
+                views[cid][0].append((n, _text(state)))
+            if partitions and _text(phase or b"") not in ("", "exited"):
+                try:
+                    views[cid][1].extend(str(p) for p in json.loads(_text(partitions)))
+                except (ValueError, TypeError):
+                    pass
+        return views
+
+    def write(self, results: Iterable[tuple[str, Sample | None, dict | None, dict]]) -> None:
+        """``(consumer_id, sample or None, lag document or None, health document)``: a missing sample leaves a gap
+        in the window and removes the latest lag (it would be stale)."""
+        pipe = self.client.pipeline(transaction=False)
+        for cid, sample, lag, health in results:
+            if sample is not None:
+                window_key = keys.lag_window_key(cid)
+                pipe.lpush(window_key, encode_sample(sample))
+                pipe.ltrim(window_key, 0, self.window - 1)
+                pipe.pexpire(window_key, int(self.window_ttl * 1000))
+            if lag is not None:
+                pipe.set(keys.lag_key(cid), json.dumps(lag, separators=(",", ":")), px=int(self.ttl * 1000))
+            else:
+                pipe.delete(keys.lag_key(cid))
+            pipe.set(keys.health_key(cid), json.dumps(health, separators=(",", ":")), px=int(self.ttl * 1000))
+        pipe.execute()
+
+    def forget(self, consumer_ids: Iterable[str]) -> None:
+        """A deleted consumer's keys go at once (its series leave /metrics on the next scrape)."""
+        names = [name for cid in consumer_ids
+                 for name in (keys.lag_key(cid), keys.lag_window_key(cid), keys.health_key(cid))]
+        if names:
+            self.client.delete(*names)
+
+    def beat(self, consumers: int, sample_seconds: float) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(keys.LAG_MONITOR_KEY, mapping={
+            "pid": str(os.getpid()), "host": socket.gethostname(), "started_at": f"{self.started_at:.3f}",
+            "last_sample": f"{time.time():.3f}", "consumers": str(consumers), "interval": f"{self.interval:g}",
+            "sample_seconds": f"{sample_seconds:.3f}"})
+        pipe.pexpire(keys.LAG_MONITOR_KEY, int(self.ttl * 1000))
+        pipe.execute()
+
+    def withdraw(self) -> None:
+        self.client.delete(keys.LAG_MONITOR_KEY)

@@ -1,0 +1,47 @@
+"""The consumers the lag monitor watches: every row of the state database, whatever its desired state."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from schema.models import Consumer
+from schema.spec import bootstrap_servers_of
+from schema.states import DesiredState
+
+# the offset a group without a commit starts from, by auto_offset_reset (anything else: the end)
+FROM_START = frozenset({"earliest", "smallest", "beginning"})
+
+
+@dataclass(frozen=True)
+class Watched:
+    consumer_id: str
+    topic: str
+    group: str
+    bootstrap_servers: str
+    running: bool
+    replicas: int
+    starts_from_beginning: bool
+    security: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def cluster_key(self) -> tuple[str, str]:
+        """Consumers with the same brokers and credentials share one AdminClient."""
+        return self.bootstrap_servers, json.dumps(self.security, sort_keys=True, default=str)
+
+
+def load_watched(session_factory) -> list[Watched]:
+    table = Consumer.__table__
+    columns = [table.c.id, table.c.topic, table.c.consumer_group, table.c.bootstrap_servers, table.c.broker_ip,
+               table.c.broker_port, table.c.desired_state, table.c.replicas, table.c.auto_offset_reset,
+               table.c.security]
+    with session_factory() as session:
+        rows = session.execute(sa.select(*columns)).all()
+    return [Watched(consumer_id=str(row.id), topic=row.topic, group=row.consumer_group,
+                    bootstrap_servers=bootstrap_servers_of(row),
+                    running=DesiredState(row.desired_state) == DesiredState.RUNNING,
+                    replicas=int(row.replicas or 0),
+                    starts_from_beginning=(row.auto_offset_reset or "earliest") in FROM_START,
+                    security=dict(row.security or {}))
+            for row in rows]
