@@ -24,6 +24,9 @@ def write_state(redis_client, cid, n, state, **fields):
                "started_at": f"{now - 60:.3f}", "restarts": "0", "last_error": "", "updated_at": f"{now:.3f}"}
     mapping.update({k: str(v) for k, v in fields.items()})
     redis_client.hset(keys.replica_state_key(cid, n), mapping=mapping)
+    # a live supervisor: a replica whose supervisor key expired is UNKNOWN/stale
+    redis_client.hset(keys.supervisor_key(mapping["supervisor_id"]), mapping={"last_heartbeat": f"{now:.3f}"})
+    redis_client.expire(keys.supervisor_key(mapping["supervisor_id"]), 30)
     return mapping
 
 
@@ -62,7 +65,8 @@ def test_running_replicas_show_process_details_from_both_hashes(client, create_c
     write_state(redis_client, cid, 1, "RUNNING", pid=4343)
 
     body = client.get(f"/consumers/{cid}/status/").json
-    assert body["status"] == "ACTIVE" and body["state"] == "RUNNING"
+    # replica 1 has no heartbeat of its own: not RUNNING, whatever its state hash says
+    assert body["status"] == "ACTIVE" and body["state"] == "UNKNOWN"
     assert body["desired_state"] == "running" and body["generation"] == 2
     first, second = body["replicas"]
     assert first["replica"] == 0 and first["state"] == "RUNNING" and first["alive"] is True
@@ -73,6 +77,7 @@ def test_running_replicas_show_process_details_from_both_hashes(client, create_c
     assert (first["messages"], first["bytes"], first["errors"]) == (1200, 65536, 1)
     assert first["last_error"] is None
     assert second["pid"] == 4343 and second["alive"] is False and second["last_heartbeat"] is None
+    assert second["state"] == "UNKNOWN" and "no heartbeat" in second["reason"]
 
 
 @pytest.mark.parametrize("states,expected", [
@@ -90,6 +95,8 @@ def test_consumer_state_is_the_most_severe_replica_state(client, create_consumer
     for n, state in enumerate(states):
         if state:
             write_state(redis_client, consumer["id"], n, state)
+            if state == "RUNNING":  # RUNNING is believed only with the process's own heartbeat
+                write_heartbeat(redis_client, consumer["id"], n)
     body = client.get(f"/consumers/{consumer['id']}/status/").json
     assert body["state"] == expected
     assert [r["state"] for r in body["replicas"]] == [s or "UNKNOWN" for s in states]

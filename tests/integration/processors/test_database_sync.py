@@ -133,7 +133,7 @@ def test_dead_letter_isolates_the_poison_row_and_replay_after_the_fix_delivers_i
     queue = Queue(keys.DEAD_LETTER_QUEUE, connection=redis_client)
     meta = queue.fetch_job(job_id).meta["dead_letter"]
     assert (meta["topic"], meta["partition"], meta["offset"]) == (topic, 0, 500)
-    assert meta["error_class"] == "psycopg2.errors.CheckViolation" and "no_poison" in meta["error_message"]
+    assert meta["error_class"] == "processors.base.PoisonMessageError" and "no_poison" in meta["error_message"]
     assert meta["processor_type"] == "database_sync" and meta["processor_id"] == spec.id
 
     with pg_conn.cursor() as cur:  # fix the cause, then let rq replay the dead letter

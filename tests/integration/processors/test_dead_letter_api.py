@@ -84,7 +84,7 @@ def test_list_replay_one_replay_all_and_delete(client, consumer_id, pg_context, 
     assert json.loads(listed.headers["X-Pagination"])["total"] == 2
     letters = listed.json
     assert {(d["topic"], d["partition"], d["offset"]) for d in letters} == {("orders", 0, 3), ("orders", 0, 7)}
-    assert all(d["status"] == "failed" and d["error_class"] == "psycopg2.errors.CheckViolation"
+    assert all(d["status"] == "failed" and d["error_class"] == "processors.base.PoisonMessageError"
                and d["processor_id"] == spec.id and d["processor_type"] == "database_sync"
                and d["consumer_id"] == consumer_id and d["attempts"] >= 1 and d["failed_at"] for d in letters)
     assert "Traceback" not in listed.get_data(as_text=True)

@@ -65,8 +65,14 @@ def stack(scram, pg_url, pg_clean, redis_client, redis_test_url, tmp_path):
     procs = [spawn(shlex.split(procfile["web"]), env, tmp_path / "web.log"),
              spawn([sys.executable, "-m", "supervisor"], env, tmp_path / "supervisor.log")]
     api = Api(f"http://127.0.0.1:{port}", token)
-    wait_for(lambda: _answers(api), timeout=60, message="the API (Procfile web line) answering")
-    yield api, tmp_path
+    try:
+        wait_for(lambda: _answers(api), timeout=60, message="the API (Procfile web line) answering")
+        yield api, tmp_path
+    finally:
+        _stop(procs)
+
+
+def _stop(procs) -> None:
     for proc in procs:
         os.killpg(proc.pid, signal.SIGTERM)
     for proc in procs:

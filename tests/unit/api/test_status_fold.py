@@ -34,7 +34,7 @@ def test_iso_utc():
 
 def test_supervisor_state_wins_over_heartbeat_and_heartbeat_adds_counters():
     state = {"state": "RUNNING", "pid": "10", "host": "a", "restarts": "3", "started_at": "100"}
-    beat = {"pid": "11", "host": "b", "last_heartbeat": "200", "partitions": '["t:0"]', "messages": "5",
+    beat = {"pid": "10", "host": "b", "last_heartbeat": "200", "partitions": '["t:0"]', "messages": "5",
             "last_error": "slow sink"}
     replica = replica_status(0, state, beat)
     assert replica["pid"] == 10 and replica["host"] == "a" and replica["restarts"] == 3
