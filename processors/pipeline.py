@@ -13,12 +13,19 @@ worker (``report_with``) so its heartbeat says it retries and why.
 Every processor is built with the worker's ``processors.context.ProcessorContext``. The wait between retries is
 a callable the worker provides (``wait_with``): it pauses the partitions and keeps polling, so a long retry
 does not cost the group membership (without one, e.g. in tests, the pipeline just sleeps).
+
+Per processor it counts batches, retries, dead-lettered and skipped messages (``stats``) and times each delivered
+batch into a fixed-bucket histogram (``latency``; ``KCM_WORKER_METRICS=false`` turns the timing off): O(1) per
+processor per batch, never per message. ``published_stats()`` is what the heartbeat thread publishes
+(schema/worker_metrics.py); every error path also reports to the worker (``record_errors_with``) for its list of
+recent errors.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
+from time import perf_counter
 
 from marshmallow import ValidationError
 from tenacity import (
@@ -36,6 +43,7 @@ from processors.context import ProcessorContext
 from processors.policy import DeliveryPolicy, load_policy, split_config
 from schema.ratelimited_log import Outages
 from schema.spec import ProcessorSpec
+from schema.worker_metrics import BatchLatency
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +58,16 @@ class Pipeline:
         self.context = context
         self.stats = {spec.id: {"batches": 0, "retries": 0, "dead_lettered": 0, "skipped": 0}
                       for spec, _ in stages}
+        self.latency = {spec.id: BatchLatency() for spec, _ in stages}
+        self._timed = getattr(getattr(context, "settings", None), "worker_metrics", True)
+        # what deliver() walks: no dictionary lookup per stage per batch
+        self._plan = [(spec, processor, policy, self.stats[spec.id], self.latency[spec.id])
+                      for (spec, processor), policy in zip(stages, self.policies, strict=True)]
         self._interrupted = threading.Event()
         self._wait = self._interrupted.wait
         self._dead_letters = None
         self._report = None  # the worker's callable: (error text or "") while a batch is retried / after
+        self._record = None  # the worker's callable: (processor id, kind, text) on every error path
         self._retry_outages = Outages(log, "ProcessorRetrying")
         if any(p.on_error == "dead_letter" for p in self.policies):
             self._dead_letters = _dead_letter_queue(context)
@@ -93,6 +107,20 @@ class Pipeline:
         """``report(text)`` when a batch starts being retried (why), ``report("")`` once it went through."""
         self._report = report
 
+    def record_errors_with(self, record) -> None:
+        """``record(processor_id, kind, text)`` on every error path (kinds: schema.worker_metrics.ERROR_KINDS)."""
+        self._record = record
+
+    def _error(self, spec: ProcessorSpec, kind: str, text: str) -> None:
+        if self._record is not None:
+            self._record(spec.id, kind, text)
+
+    def published_stats(self) -> list[dict]:
+        """Per processor, in order: its counters and its latency histogram (read by the heartbeat thread)."""
+        return [{"id": spec.id, "type": spec.processor_type, **stats,
+                 "latency": latency.published() if self._timed else None}
+                for spec, _processor, _policy, stats, latency in self._plan]
+
     def _sleep(self, seconds: float) -> None:
         if not self._interrupted.is_set():
             self._wait(seconds)
@@ -104,9 +132,15 @@ class Pipeline:
     def deliver(self, batch) -> None:
         if not batch:
             return
-        for (spec, processor), policy in zip(self.stages, self.policies, strict=True):
-            self._deliver_stage(spec, processor, policy, batch)
-            self.stats[spec.id]["batches"] += 1
+        timed = self._timed
+        for spec, processor, policy, stats, latency in self._plan:
+            if timed:  # one perf_counter pair and one bucket increment per processor per batch
+                started = perf_counter()
+                self._deliver_stage(spec, processor, policy, batch)
+                latency.observe(perf_counter() - started)
+            else:
+                self._deliver_stage(spec, processor, policy, batch)
+            stats["batches"] += 1
 
     # ------------------------------------------------------------------ policy
     def _deliver_stage(self, spec: ProcessorSpec, processor: BaseProcessor, policy: DeliveryPolicy, batch) -> None:
@@ -119,9 +153,13 @@ class Pipeline:
             if policy.on_error == "retry":
                 log.error("processor %s (%s) refused a batch of %d for its data (on_error=retry: not retried, "
                           "offsets not advanced): %s", spec.id, spec.processor_type, len(batch), exc)
+                self._error(spec, "batch_failed", f"refused a batch of {len(batch)} for its data (on_error=retry: "
+                            f"not retried, offsets not advanced): {type(exc).__name__}: {exc}")
                 raise
             log.warning("processor %s (%s) refused a batch of %d for its data; isolating the failing message(s) "
                         "for %s without retrying: %s", spec.id, spec.processor_type, len(batch), policy.on_error, exc)
+            self._error(spec, "batch_failed", f"refused a batch of {len(batch)} for its data; isolating the "
+                        f"failing message(s) for {policy.on_error}: {type(exc).__name__}: {exc}")
             self._isolate(spec, processor, policy, batch, exc, 1)
             return
         except Exception as exc:
@@ -151,9 +189,14 @@ class Pipeline:
             if policy.on_error == "retry" or self._interrupted.is_set():
                 log.error("processor %s (%s) failed %d time(s) on a batch of %d; offsets not advanced: %s: %s",
                           spec.id, spec.processor_type, attempts, len(batch), type(exc).__name__, exc)
+                if not self._interrupted.is_set():  # cut short by a warm stop: not a failure of the batch
+                    self._error(spec, "batch_failed", f"failed {attempts} time(s) on a batch of {len(batch)}; "
+                                f"offsets not advanced: {type(exc).__name__}: {exc}")
                 raise
             log.warning("processor %s (%s) failed %d time(s) on a batch of %d; isolating the failing "
                         "message(s) for %s", spec.id, spec.processor_type, attempts, len(batch), policy.on_error)
+            self._error(spec, "batch_failed", f"failed {attempts} time(s) on a batch of {len(batch)}; isolating "
+                        f"the failing message(s) for {policy.on_error}: {type(exc).__name__}: {exc}")
             self._isolate(spec, processor, policy, batch, exc, attempts)
             outage.recovered()  # the batch went through, bar the isolated messages
         else:
@@ -192,11 +235,15 @@ class Pipeline:
             self.stats[spec.id]["skipped"] += 1
             log.warning("processor %s (%s) SKIPPED message %s after %d attempt(s) (on_error=skip, lossy): %s: %s",
                         spec.id, spec.processor_type, where, attempts, type(error).__name__, error)
+            self._error(spec, "skipped", f"skipped message {where} after {attempts} attempt(s): "
+                        f"{type(error).__name__}: {error}")
             return
         job_id = self._dead_letters.send(spec, policy, message, error, attempts)
         self.stats[spec.id]["dead_lettered"] += 1
         log.warning("processor %s (%s) dead-lettered message %s as %s after %d attempt(s): %s: %s",
                     spec.id, spec.processor_type, where, job_id, attempts, type(error).__name__, error)
+        self._error(spec, "dead_lettered", f"dead-lettered message {where} as {job_id} after {attempts} "
+                    f"attempt(s): {type(error).__name__}: {error}")
 
     def _log_retry(self, spec: ProcessorSpec, state) -> None:
         self.stats[spec.id]["retries"] += 1
@@ -207,6 +254,8 @@ class Pipeline:
         if self._report is not None:
             self._report(f"RetryingBatch: processor {spec.id} ({spec.processor_type}) attempt "
                          f"{state.attempt_number} failed: {type(exc).__name__}: {exc}")
+        self._error(spec, "retry", f"attempt {state.attempt_number} failed: {type(exc).__name__}: {exc}; retrying in "
+                    f"{state.next_action.sleep if state.next_action else 0:.2f} s")
 
     # ------------------------------------------------------------------ offsets and shutdown
     def committed_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -120,8 +120,11 @@ def _partition_samples(window: Sequence[Sample], partition: int) -> list[tuple[f
 
 def judge_consumer(window: Sequence[Sample], thresholds: Thresholds, *, desired_running: bool,
                    replica_states: Iterable[tuple[int, str]] = (), held_partitions: Iterable[int] = (),
-                   unavailable: str | None = None) -> ConsumerJudgement:
+                   unavailable: str | None = None, failed_starts: Mapping[int, int] | None = None
+                   ) -> ConsumerJudgement:
     """``window``: the consumer's samples, oldest first. ``replica_states``: ``(replica, ProcessState value)``.
+    ``failed_starts``: replica -> failed starts in a row (the state hash's ``retries``): a replica STARTING again
+    after failed starts is still crash-looping, not recovered (its verdict must not flap between BACKOFFs).
     ``held_partitions``: the partitions a live worker reports in its heartbeat. ``unavailable``: why the newest
     sample could not be taken (the cluster is unreachable), which makes the verdict UNKNOWN, not a stale one."""
     held = set(held_partitions)
@@ -134,6 +137,10 @@ def judge_consumer(window: Sequence[Sample], thresholds: Thresholds, *, desired_
     for replica, state in sorted(replica_states):
         if state in FAILING_REPLICA_STATES:
             return ConsumerJudgement(Verdict.ERR, f"replica {replica} {FAILING_REPLICA_STATES[state]}", partitions)
+        retries = (failed_starts or {}).get(replica, 0)
+        if state == "STARTING" and retries > 0:
+            return ConsumerJudgement(Verdict.ERR, f"replica {replica} is crash-looping (starting again after "
+                                                  f"{retries} failed start{'s' if retries > 1 else ''})", partitions)
     if unavailable is not None:
         return ConsumerJudgement(Verdict.UNKNOWN, unavailable, partitions)
     if not window:

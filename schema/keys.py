@@ -9,6 +9,8 @@ letters, which several parties act on by job id (ZADD/ZREM/DEL of one id are saf
   kcm:consumer:{consumer_id}:replica:{n}:state      hash    replica state machine    (writer: supervisor)
   kcm:consumer:{consumer_id}:replica:{n}:heartbeat  hash    heartbeat, counters, TTL (writer: worker)
   kcm:consumer:{consumer_id}:replica:{n}:lease      string  "pid@host" lease, TTL    (writer: worker)
+  kcm:consumer:{consumer_id}:replica:{n}:errors     list    JSON: the replica's last errors, newest first,
+      capped (LTRIM), TTL (writer: worker; schema/worker_metrics.py has the item)
   kcm:consumer:{consumer_id}:dead-letters           zset    dead-letter job ids by time. Writers: the worker
       adds; the rq job removes its own id once delivered; the API removes an id it deletes or finds expired,
       and the whole set when the consumer is deleted; the supervisor removes the set once a deleted
@@ -21,6 +23,12 @@ letters, which several parties act on by job id (ZADD/ZREM/DEL of one id are saf
   kcm:consumer:{consumer_id}:lag:window             list    JSON samples, newest first, capped (LTRIM), TTL
       (writer: lag monitor; the health verdict's sliding window)
   kcm:consumer:{consumer_id}:health                 string  JSON: verdict, reason, since, TTL (writer: lag monitor)
+  kcm:consumer:{consumer_id}:throughput             string  JSON: messages and bytes per second over the last
+      minute, from the heartbeats' counters, TTL (writer: lag monitor)
+  kcm:consumer:{consumer_id}:alerted                string  JSON: the verdict and FATAL replicas last notified to
+      KCM_ALERT_WEBHOOK_URL, so an alert is sent once, TTL (writer: lag monitor)
+  rq:queue:kcm-alerts, rq:job:{id}                  rq      webhook alerts. Writers: the lag monitor enqueues (in
+      the transaction that updates :alerted); rq runs and retries them (the deadletters rq worker)
 """
 from __future__ import annotations
 
@@ -30,6 +38,7 @@ COMMAND_STREAM = f"{PREFIX}:commands"
 COMMAND_STREAM_MAXLEN = 10_000
 SUPERVISORS_INDEX = f"{PREFIX}:supervisors"
 DEAD_LETTER_QUEUE = "kcm-dead-letters"  # an rq queue name; rq stores it as rq:queue:kcm-dead-letters
+ALERT_QUEUE = "kcm-alerts"  # an rq queue name: webhook alerts (supervisor/lag/webhook.py)
 
 
 def supervisor_key(supervisor_id: str) -> str:
@@ -50,6 +59,14 @@ def heartbeat_key(consumer_id: object, replica: int) -> str:
 
 def lease_key(consumer_id: object, replica: int) -> str:
     return f"{_replica(consumer_id, replica)}:lease"
+
+
+REPLICA_ERRORS_MAX = 20  # items kept per replica (LTRIM)
+REPLICA_ERRORS_TTL = 86_400  # seconds after the last error: a dead replica's errors stay readable for a day
+
+
+def replica_errors_key(consumer_id: object, replica: int) -> str:
+    return f"{_replica(consumer_id, replica)}:errors"
 
 
 REPLICA_STATES_PATTERN = f"{PREFIX}:consumer:*:replica:*:state"  # SCAN: every replica state hash
@@ -82,3 +99,11 @@ def lag_window_key(consumer_id: object) -> str:
 
 def health_key(consumer_id: object) -> str:
     return f"{PREFIX}:consumer:{consumer_id}:health"
+
+
+def throughput_key(consumer_id: object) -> str:
+    return f"{PREFIX}:consumer:{consumer_id}:throughput"
+
+
+def alerted_key(consumer_id: object) -> str:
+    return f"{PREFIX}:consumer:{consumer_id}:alerted"

@@ -82,6 +82,17 @@ def _log_format(raw: str) -> str:
     return raw.strip().lower()
 
 
+def _retry_intervals(raw: str) -> tuple[int, ...]:
+    """Seconds between webhook delivery attempts: one retry per entry (rq's Retry intervals)."""
+    try:
+        intervals = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(f"KCM_ALERT_RETRY_INTERVALS={raw!r} must be comma-separated whole seconds") from None
+    if not intervals or min(intervals) < 1:
+        raise SettingsError(f"KCM_ALERT_RETRY_INTERVALS={raw!r} needs at least one interval of 1 s or more")
+    return intervals
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -108,6 +119,10 @@ class Settings:
     lag_window: int
     lag_warn_seconds: float
     lag_err_seconds: float
+    worker_metrics: bool  # per-batch processor timing in the worker (the counters are always kept)
+    alert_webhook_url: str = field(repr=False)  # may carry a token in its path: never in a repr or a log
+    alert_retry_intervals: tuple[int, ...]
+    sentry_dsn: str = field(repr=False)  # its key is a credential
     # security (docs/security.md); no defaults here, so a field added after these needs none either
     auth: str
     bootstrap_admin_token: str = field(repr=False)  # a credential: never in a repr or a log
@@ -160,6 +175,10 @@ class Settings:
             "lag_window": max(_convert("lag_window", get("lag_window", "10"), int), 2),
             "lag_warn_seconds": _convert("lag_warn_seconds", get("lag_warn_seconds", "0"), float),
             "lag_err_seconds": _convert("lag_err_seconds", get("lag_err_seconds", "0"), float),
+            "worker_metrics": _flag("worker_metrics", get("worker_metrics", "true")),
+            "alert_webhook_url": get("alert_webhook_url", "").strip(),
+            "alert_retry_intervals": _retry_intervals(get("alert_retry_intervals", "5,10,30,60,120,300")),
+            "sentry_dsn": get("sentry_dsn", "").strip(),
             # security (docs/security.md)
             "auth": _auth_mode(get("auth", "enabled")),
             "bootstrap_admin_token": _bootstrap_token(env.get("KCM_BOOTSTRAP_ADMIN_TOKEN", "").strip()),

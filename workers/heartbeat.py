@@ -1,6 +1,8 @@
 """The worker's heartbeat: one pipelined HSET + EXPIRE every interval, from a thread off the hot loop.
 
-The thread also keeps the lease alive and watches the parent: a worker whose supervisor is gone stops.
+The thread also keeps the lease alive and watches the parent: a worker whose supervisor is gone stops. In the same
+pipeline as each beat it writes the errors recorded since the last one (workers/metrics.py); the beat carries the
+pipeline's per-processor counters and batch latency (``processors``, schema/worker_metrics.py).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from schema import keys
 from schema.exits import EXIT_LEASE_HELD
 from schema.ratelimited_log import Outage
 from workers.lease import Lease, LeaseLost
+from workers.metrics import ErrorLog
 from workers.parent import parent_gone
 
 log = logging.getLogger("kcm.worker")
@@ -37,6 +40,8 @@ class WorkerStatus:
         self.errors = 0
         self.last_error = ""
         self.retrying = False  # a failing batch is being retried (partitions paused)
+        self.recent_errors = ErrorLog()  # the error paths record here; the heartbeat writes them
+        self.processors = None  # the pipeline's ``published_stats`` once the Runner attached it
 
     def fields(self) -> dict[str, str]:
         return {
@@ -52,6 +57,8 @@ class WorkerStatus:
             "errors": str(self.errors),
             "last_error": self.last_error,
             "retrying": "1" if self.retrying else "0",
+            "processors": json.dumps(self.processors() if self.processors is not None else [],
+                                     separators=(",", ":")),
         }
 
 
@@ -62,6 +69,8 @@ class Heartbeat(threading.Thread):
         self.client = client
         self.status = status
         self.key = keys.heartbeat_key(consumer_id, replica)
+        self.errors_key = keys.replica_errors_key(consumer_id, replica)
+        self.replica = replica
         self.interval = interval
         self.ttl = max(1, int(round(interval * 3 * 1000)))  # ms
         self.lease = lease
@@ -70,13 +79,23 @@ class Heartbeat(threading.Thread):
         self._first = True
         self._outage = Outage(log, "HeartbeatFailed", "heartbeat and lease")
 
-    def beat(self) -> None:
+    def beat(self, *, alive: bool = True) -> None:
+        """Write the heartbeat (``alive=False``: delete it, a clean exit) and the errors recorded since the last."""
+        errors = self.status.recent_errors.take()
         pipe = self.client.pipeline(transaction=True)
-        if self._first:
-            pipe.delete(self.key)  # fields of a previous process must not survive into ours
-        pipe.hset(self.key, mapping=self.status.fields())
-        pipe.pexpire(self.key, self.ttl)
-        pipe.execute()
+        if not alive:
+            pipe.delete(self.key)
+        else:
+            if self._first:
+                pipe.delete(self.key)  # fields of a previous process must not survive into ours
+            pipe.hset(self.key, mapping=self.status.fields())
+            pipe.pexpire(self.key, self.ttl)
+        ErrorLog.push(pipe, self.errors_key, self.replica, errors)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            self.status.recent_errors.restore(errors)
+            raise
         self._first = False
 
     def run(self) -> None:
@@ -102,10 +121,9 @@ class Heartbeat(threading.Thread):
         self._stop_event.set()
         if self.is_alive():
             self.join(self.interval + 1)
+        if not clean:  # the worker's failed exit is the last of its recent errors
+            self.status.recent_errors.record("exit", self.status.last_error or "the worker exited abnormally")
         try:
-            if clean:
-                self.client.delete(self.key)
-            else:
-                self.beat()
+            self.beat(alive=not clean)
         except redis.RedisError as exc:
             log.warning("HeartbeatFailed: final heartbeat: %s", exc)

@@ -71,6 +71,10 @@ class Runner:
         self.consumer = self._create_consumer(config)
         pipeline.wait_with(self.wait_paused)
         pipeline.report_with(self._report_retry)
+        # the recent errors and the per-processor figures the heartbeat publishes (docs/monitoring.md)
+        status.recent_errors.redact = self.redact
+        pipeline.record_errors_with(lambda processor, kind, text: status.recent_errors.record(kind, text, processor))
+        status.processors = pipeline.published_stats
 
     def _create_consumer(self, config: dict) -> Consumer:
         """librdkafka refuses a bad setting here (``_INVALID_ARG``): a configuration error, not a crash."""
@@ -101,6 +105,7 @@ class Runner:
         self._last_logged[text] = now
         log.warning("KafkaError consumer=%s replica=%s code=%s fatal=%s: %s", self.spec.consumer_id,
                     self.spec.replica, err.name(), err.fatal(), text)
+        self.status.recent_errors.record("kafka", self.status.last_error)  # as rate-limited as the log line
 
     def _on_assign(self, consumer, partitions) -> None:
         resume = self.pipeline.committed_offsets([(tp.topic, tp.partition) for tp in partitions])
@@ -284,6 +289,7 @@ class Runner:
                 self.status.last_error = f"TopicNotFound: topic {self.spec.topic!r}: {err.str()}"
             else:
                 self.status.last_error = f"KafkaError: {err.name()}: {err.str()}"
+            self.status.recent_errors.record("kafka", self.status.last_error)
             if err.fatal():
                 raise WorkerExit(EXIT_SOFTWARE, self.status.last_error)
 
@@ -293,6 +299,7 @@ class Runner:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:  # nothing stored since the last commit
                 self.status.last_error = f"CommitFailed: {exc.args[0].str()}"
+                self.status.recent_errors.record("kafka", self.status.last_error)
                 log.warning("CommitFailed consumer=%s: %s", self.spec.consumer_id, exc.args[0].str())
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Schemas of the monitoring reads: a consumer's lag and health (in its status), the live supervisors, /readyz."""
+"""Schemas of the monitoring reads: a consumer's lag, health and throughput (in its status), the live supervisors, /readyz."""
 from __future__ import annotations
 
 from marshmallow import Schema, fields
@@ -26,6 +26,15 @@ class LagOut(Schema):
     total_messages = fields.Integer(required=True)
     max_seconds = fields.Float(allow_none=True, metadata={"description": "The largest lag_seconds"})
     partitions = fields.List(fields.Nested(PartitionLagOut), required=True)
+
+
+class ThroughputOut(Schema):
+    sampled_at = fields.String(allow_none=True, metadata={"description": "ISO-8601 UTC, when the counters were read"})
+    messages_per_second = fields.Float(required=True, metadata={
+        "description": "Messages the consumer's workers delivered per second over the last minute"})
+    bytes_per_second = fields.Float(required=True, metadata={"description": "Payload bytes per second, likewise"})
+    window_seconds = fields.Float(required=True, metadata={
+        "description": "The span the rates are measured over (60 s, shorter just after the lag monitor started)"})
 
 
 class HealthOut(Schema):

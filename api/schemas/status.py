@@ -3,8 +3,21 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields
 
-from api.schemas.monitoring import HealthOut, LagOut
+from api.schemas.monitoring import HealthOut, LagOut, ThroughputOut
 from schema.states import ConsumerStatus, DesiredState, ProcessState
+
+
+class ProcessorStatsOut(Schema):
+    processor_id = fields.String(required=True)
+    processor_type = fields.String(required=True)
+    batches = fields.Integer(required=True, metadata={"description": "Batches the processor accepted"})
+    retries = fields.Integer(required=True, metadata={"description": "Retries of a failing batch"})
+    dead_lettered = fields.Integer(required=True, metadata={"description": "Messages dead-lettered"})
+    skipped = fields.Integer(required=True, metadata={"description": "Messages skipped (on_error=skip)"})
+    batch_latency_p50_seconds = fields.Float(allow_none=True, metadata={
+        "description": "Median seconds per accepted batch (process + flush), estimated from the latency buckets; "
+                       "null before the first batch or with KCM_WORKER_METRICS=false"})
+    batch_latency_p99_seconds = fields.Float(allow_none=True, metadata={"description": "99th percentile, likewise"})
 
 
 class ReplicaStatusOut(Schema):
@@ -33,6 +46,8 @@ class ReplicaStatusOut(Schema):
     messages = fields.Integer(allow_none=True)
     bytes = fields.Integer(allow_none=True)
     errors = fields.Integer(allow_none=True)
+    processors = fields.List(fields.Nested(ProcessorStatsOut), allow_none=True, metadata={
+        "description": "Per processor, what the replica's current worker counted since it started; null when none"})
 
 
 class ConsumerStatusOut(Schema):
@@ -46,3 +61,4 @@ class ConsumerStatusOut(Schema):
     replicas = fields.List(fields.Nested(ReplicaStatusOut), required=True)
     lag = fields.Nested(LagOut, allow_none=True, metadata={"description": "From the lag monitor; null when none"})
     health = fields.Nested(HealthOut, required=True)
+    throughput = fields.Nested(ThroughputOut, allow_none=True, metadata={"description": "Null: none yet"})

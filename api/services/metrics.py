@@ -88,6 +88,7 @@ class KcmCollector:
             pipe.get(keys.lag_key(cid))
             pipe.get(keys.health_key(cid))
             pipe.zcard(keys.dead_letter_index(cid))
+            pipe.get(keys.throughput_key(cid))
             for n in range(replicas):
                 pipe.hget(keys.replica_state_key(cid, n), "state")
                 pipe.hmget(keys.heartbeat_key(cid, n), "messages", "bytes")
@@ -115,12 +116,18 @@ class KcmCollector:
                                        labels=["consumer_id", "replica"])
         sizes = CounterMetricFamily("kcm_consumer_bytes", "Payload bytes delivered by the replica's current worker",
                                     labels=["consumer_id", "replica"])
+        per_second = GaugeMetricFamily("kcm_consumer_messages_per_second",
+                                       "Messages the consumer delivered per second over the last minute",
+                                       labels=["consumer_id"])
+        bytes_per_second = GaugeMetricFamily("kcm_consumer_bytes_per_second",
+                                             "Payload bytes the consumer delivered per second over the last minute",
+                                             labels=["consumer_id"])
         states = GaugeMetricFamily("kcm_replica_state", "1 for the replica's current process state, else 0",
                                    labels=["consumer_id", "replica", "state"])
         i = 0
         for cid, topic, group, replicas in consumers:
-            lag_raw, health_raw, dead = raw[i], raw[i + 1], raw[i + 2]
-            i += 3
+            lag_raw, health_raw, dead, rate_raw = raw[i], raw[i + 1], raw[i + 2], raw[i + 3]
+            i += 4
             info.add_metric([cid, topic, group], 1)
             lag = json.loads(_text(lag_raw)) if lag_raw else None
             for p in (lag or {}).get("partitions", ()):
@@ -132,6 +139,10 @@ class KcmCollector:
             for name in VERDICTS:
                 health.add_metric([cid, name.value], 1 if name.value == verdict else 0)
             dead_letters.add_metric([cid], dead or 0)
+            rate = json.loads(_text(rate_raw)) if rate_raw else None
+            if rate is not None:
+                per_second.add_metric([cid], rate["messages_per_second"])
+                bytes_per_second.add_metric([cid], rate["bytes_per_second"])
             for n in range(replicas):
                 state, (count, size) = raw[i], raw[i + 1]
                 i += 2
@@ -148,8 +159,8 @@ class KcmCollector:
                                           "heartbeat expired (until the index is cleaned)", labels=["supervisor_id"])
         for sid, alive in zip(supervisor_ids, supervisors_alive, strict=True):
             supervisor_up.add_metric([sid], 1 if alive else 0)
-        yield from (info, lag_messages, lag_seconds, health, dead_letters, messages, sizes, states, monitor_up,
-                    supervisor_up)
+        yield from (info, lag_messages, lag_seconds, health, dead_letters, messages, sizes, per_second,
+                    bytes_per_second, states, monitor_up, supervisor_up)
 
 
 def scrape(engine, client: redis.Redis) -> bytes:

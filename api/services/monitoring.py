@@ -1,4 +1,4 @@
-"""What the API reads about monitoring: a consumer's lag and health (written by the lag monitor), the live
+"""What the API reads about monitoring: a consumer's lag, health and throughput (written by the lag monitor), the live
 supervisors (their heartbeat hashes) and its own readiness. Reads only: the API writes none of these keys."""
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ def lag_out(document: dict | None) -> dict | None:
     }
 
 
+def throughput_out(document: dict | None) -> dict | None:
+    if document is None:
+        return None
+    return {"sampled_at": iso_utc(document.get("sampled_at")),
+            **{name: document.get(name) for name in ("messages_per_second", "bytes_per_second", "window_seconds")}}
+
+
 def health_out(document: dict | None, monitor_alive: bool) -> dict:
     if document is None:
         return {"verdict": Verdict.UNKNOWN.value, "reason": NOT_SAMPLED if monitor_alive else NO_MONITOR,
@@ -66,16 +73,18 @@ class MonitoringService:
             raise Unavailable(f"Redis is unreachable, {what} cannot be read ({type(exc).__name__})") from exc
 
     def consumer(self, consumer_id) -> dict:
-        """``{"lag": ..., "health": ...}`` of one consumer, for GET /consumers/{id}/status/."""
+        """``{"lag": ..., "health": ..., "throughput": ...}`` of one consumer, for GET /consumers/{id}/status/."""
         def read():
             pipe = self.client.pipeline(transaction=False)
             pipe.get(keys.lag_key(consumer_id))
             pipe.get(keys.health_key(consumer_id))
             pipe.exists(keys.LAG_MONITOR_KEY)
+            pipe.get(keys.throughput_key(consumer_id))
             return pipe.execute()
 
-        lag, health, alive = self._redis("the lag", read)
-        return {"lag": lag_out(_json(lag)), "health": health_out(_json(health), bool(alive))}
+        lag, health, alive, throughput = self._redis("the lag", read)
+        return {"lag": lag_out(_json(lag)), "health": health_out(_json(health), bool(alive)),
+                "throughput": throughput_out(_json(throughput))}
 
     def supervisors(self) -> list[dict]:
         """The live supervisors: ids in the index whose heartbeat hash has not expired (the index is only an index)."""

@@ -18,6 +18,7 @@ import redis
 from sqlalchemy.engine import Row
 
 from api.services.errors import Unavailable
+from api.services.worker_metrics import processor_status
 from schema import keys
 from schema.models import Consumer
 from schema.states import ConsumerStatus, DesiredState, ProcessState
@@ -127,6 +128,7 @@ def replica_status(replica: int, state: dict[str, str], heartbeat: dict[str, str
         "messages": _int(beat.get("messages")),
         "bytes": _int(beat.get("bytes")),
         "errors": _int(beat.get("errors")),
+        "processors": processor_status(beat.get("processors")),  # counters, p50/p99 (api/services/worker_metrics.py)
     }
 
 

@@ -19,6 +19,7 @@ from schema.exits import EXIT_CONFIG
 from schema.logs import setup_from_env, setup_logging
 from schema.settings import Settings
 from supervisor.lag.monitor import LagMonitor
+from supervisor.lag.webhook import refusal
 
 log = logging.getLogger("kcm.lag")
 
@@ -31,8 +32,13 @@ def main() -> int:
         log.error("SettingsError: %s", exc)
         return EXIT_CONFIG
     setup_logging("lag", level=settings.log_level, fmt=settings.log_format)
-    log.info("LagMonitorConfig database=%s redis=%s interval=%gs window=%d", redacted(settings.database_url),
-             redacted(settings.redis_url), settings.lag_interval, settings.lag_window)
+    refused = refusal(settings.alert_webhook_url, settings) if settings.alert_webhook_url else None
+    if refused is not None:  # names the rule, never the URL
+        log.error("SettingsError: %s", refused)
+        return EXIT_CONFIG
+    log.info("LagMonitorConfig database=%s redis=%s interval=%gs window=%d webhook_alerts=%s",
+             redacted(settings.database_url), redacted(settings.redis_url), settings.lag_interval,
+             settings.lag_window, "on" if settings.alert_webhook_url else "off")
     engine = make_engine(settings.database_url)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
     monitor = LagMonitor(settings, make_session_factory(engine), client)

@@ -9,8 +9,10 @@ from collections.abc import Callable, Mapping
 
 from schema.health import ConsumerJudgement, PartitionSample, Sample, Thresholds, judge_consumer, since
 from schema.settings import Settings
+from supervisor.lag.alerts import AlertSender, ConsumerFacts
 from supervisor.lag.kafka import Cluster, ClusterOffsets, ClusterUnavailable
-from supervisor.lag.store import LagStore
+from supervisor.lag.store import LagStore, ReplicaView
+from supervisor.lag.throughput import Snapshot, ThroughputTracker, throughput_document
 from supervisor.lag.watched import Watched, load_watched
 
 log = logging.getLogger("kcm.lag")
@@ -60,6 +62,9 @@ class LagMonitor:
         self.cluster_factory = cluster_factory
         self.clusters: dict[tuple[str, str], Cluster] = {}
         self.known: set[str] = set()
+        self.throughput = ThroughputTracker()
+        # alerts only when a webhook is configured (the rq worker reads the URL; __main__ checks it at start)
+        self.alerts = AlertSender(client, settings.alert_retry_intervals) if settings.alert_webhook_url else None
 
     def sample_once(self) -> int:
         """Sample every consumer once; returns how many were watched."""
@@ -68,6 +73,9 @@ class LagMonitor:
         ids = [w.consumer_id for w in watched]
         history = self.store.read(ids)
         views = self.store.replica_views({w.consumer_id: w.replicas for w in watched})
+        counted_at = self.clock()  # when the heartbeat counters were read
+        rates = {w.consumer_id: self.throughput.observe(w.consumer_id, Snapshot(
+            counted_at, views[w.consumer_id].counters)) for w in watched}
         by_cluster: dict[tuple[str, str], list[Watched]] = defaultdict(list)
         for w in watched:
             by_cluster[w.cluster_key].append(w)
@@ -76,12 +84,23 @@ class LagMonitor:
             offsets, unavailable, timestamps = self._sample_cluster(key, members)
             now = self.clock()
             for w in members:
-                results.append(self._evaluate(w, offsets, unavailable, timestamps, history[w.consumer_id],
-                                              views[w.consumer_id], now))
+                rate = rates[w.consumer_id]
+                results.append((*self._evaluate(w, offsets, unavailable, timestamps, history[w.consumer_id],
+                                                views[w.consumer_id], now),
+                                throughput_document(rate) if rate is not None else None))
         for key in set(self.clusters) - set(by_cluster):
             self.clusters.pop(key).close()
         self.store.write(results)
-        self.store.forget(self.known - set(ids))
+        if self.alerts is not None:
+            by_id = {w.consumer_id: w for w in watched}
+            self.alerts.sample([ConsumerFacts(cid, by_id[cid].topic, by_id[cid].group, health["verdict"],
+                                              health["reason"], views[cid].fatal)
+                                for cid, _sample, _lag, health, _rate in results], self.clock())
+        gone = self.known - set(ids)
+        self.store.forget(gone)
+        self.throughput.forget(gone)
+        if self.alerts is not None:
+            self.alerts.forget(gone)
         self.known = set(ids)
         self.store.beat(len(watched), time.monotonic() - started)
         return len(watched)
@@ -111,9 +130,9 @@ class LagMonitor:
         return offsets, None, cluster.reader.timestamps(wanted)
 
     def _evaluate(self, w: Watched, offsets: ClusterOffsets | None, unavailable: str | None, timestamps,
-                  history, view, now: float):
+                  history, view: ReplicaView, now: float):
         samples, previous = history
-        states, held = view
+        held = view.held
         if unavailable is None and w.group in offsets.group_errors:
             unavailable = offsets.group_errors[w.group]
         sample = None
@@ -131,8 +150,9 @@ class LagMonitor:
             samples = [*samples, sample][-self.thresholds.window:]
         held_partitions = [int(entry.rsplit(":", 1)[1]) for entry in held
                            if entry.rsplit(":", 1)[0] == w.topic and entry.rsplit(":", 1)[1].isdigit()]
-        judgement = judge_consumer(samples, self.thresholds, desired_running=w.running, replica_states=states,
-                                   held_partitions=held_partitions, unavailable=unavailable)
+        judgement = judge_consumer(samples, self.thresholds, desired_running=w.running, replica_states=view.states,
+                                   held_partitions=held_partitions, unavailable=unavailable,
+                                   failed_starts=view.failed_starts)
         health = health_document(judgement, since(previous, judgement.verdict, now), now)
         return w.consumer_id, sample, lag_document(sample, judgement) if sample is not None else None, health
 

@@ -1,7 +1,8 @@
 """Everything the lag monitor reads from and writes to Redis (key names from schema.keys only).
 
-It is the one writer of ``lag_key``, ``lag_window_key``, ``health_key`` and ``LAG_MONITOR_KEY``. Every one of them
-expires: when the monitor stops, readers see no lag and an UNKNOWN verdict, never a stale one.
+It is the one writer of ``lag_key``, ``lag_window_key``, ``health_key``, ``throughput_key`` and ``LAG_MONITOR_KEY``
+(``alerted_key``: supervisor/lag/alerts.py). Every one of them expires: when the monitor stops, readers see no lag,
+no throughput and an UNKNOWN verdict, never a stale one.
 """
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import os
 import socket
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import redis
 
 from schema import keys
 from schema.health import PartitionSample, Sample
+from supervisor.lag.throughput import Counters, counters_of
 
 MIN_TTL = 15.0
 
@@ -38,6 +41,16 @@ def decode_sample(text: str) -> Sample | None:
                                     lag_seconds=v[3]) for p, v in data["p"].items()})
     except (ValueError, KeyError, TypeError, IndexError):
         return None  # a garbled entry is skipped, the window goes on
+
+
+@dataclass
+class ReplicaView:
+    """What the supervisor's state hashes and the workers' heartbeats say about one consumer's replicas."""
+    states: list[tuple[int, str]] = field(default_factory=list)  # (replica, ProcessState value)
+    held: list[str] = field(default_factory=list)  # "topic:partition" entries live workers hold
+    failed_starts: dict[int, int] = field(default_factory=dict)  # replica -> failed starts in a row
+    fatal: dict[int, str] = field(default_factory=dict)  # FATAL replica -> its last error
+    counters: dict[int, Counters] = field(default_factory=dict)  # replica -> its worker's heartbeat counters
 
 
 class LagStore:
@@ -69,32 +82,38 @@ class LagStore:
             result[cid] = (samples, previous)
         return result
 
-    def replica_views(self, replicas: dict[str, int]) -> dict[str, tuple[list[tuple[int, str]], list[str]]]:
-        """For each consumer (``id -> replica count``): ``(replica, state)`` from the supervisor's state hashes and
-        the ``topic:partition`` entries its live workers hold, in one round trip."""
+    def replica_views(self, replicas: dict[str, int]) -> dict[str, ReplicaView]:
+        """For each consumer (``id -> replica count``), its ReplicaView, in one round trip."""
         pipe = self.client.pipeline(transaction=False)
         order = [(cid, n) for cid, count in replicas.items() for n in range(count)]
         for cid, n in order:
-            pipe.hget(keys.replica_state_key(cid, n), "state")
-            pipe.hmget(keys.heartbeat_key(cid, n), "phase", "partitions")
+            pipe.hmget(keys.replica_state_key(cid, n), "state", "retries", "last_error")
+            pipe.hmget(keys.heartbeat_key(cid, n), "phase", "partitions", "pid", "started_at", "messages", "bytes")
         raw = pipe.execute()
-        views: dict[str, tuple[list[tuple[int, str]], list[str]]] = {cid: ([], []) for cid in replicas}
+        views = {cid: ReplicaView() for cid in replicas}
         for i, (cid, n) in enumerate(order):
-            state, (phase, partitions) = raw[2 * i], raw[2 * i + 1]
+            (state, retries, last_error), (phase, partitions, pid, started_at, messages, size) = raw[2 * i:2 * i + 2]
+            view = views[cid]
             if state:
-                views[cid][0].append((n, _text(state)))
+                view.states.append((n, _text(state)))
+                view.failed_starts[n] = int(retries) if retries and _text(retries).isdigit() else 0
+                if _text(state) == "FATAL":
+                    view.fatal[n] = _text(last_error or b"")
+            counters = counters_of(pid, started_at, messages, size)
+            if counters is not None:
+                view.counters[n] = counters
             if partitions and _text(phase or b"") not in ("", "exited"):
                 try:
-                    views[cid][1].extend(str(p) for p in json.loads(_text(partitions)))
+                    view.held.extend(str(p) for p in json.loads(_text(partitions)))
                 except (ValueError, TypeError):
                     pass
         return views
 
-    def write(self, results: Iterable[tuple[str, Sample | None, dict | None, dict]]) -> None:
-        """``(consumer_id, sample or None, lag document or None, health document)``: a missing sample leaves a gap
-        in the window and removes the latest lag (it would be stale)."""
+    def write(self, results: Iterable[tuple[str, Sample | None, dict | None, dict, dict | None]]) -> None:
+        """``(consumer_id, sample or None, lag document or None, health document, throughput document or None)``: a
+        missing sample leaves a gap in the window and removes the latest lag (it would be stale)."""
         pipe = self.client.pipeline(transaction=False)
-        for cid, sample, lag, health in results:
+        for cid, sample, lag, health, throughput in results:
             if sample is not None:
                 window_key = keys.lag_window_key(cid)
                 pipe.lpush(window_key, encode_sample(sample))
@@ -105,12 +124,16 @@ class LagStore:
             else:
                 pipe.delete(keys.lag_key(cid))
             pipe.set(keys.health_key(cid), json.dumps(health, separators=(",", ":")), px=int(self.ttl * 1000))
+            if throughput is not None:
+                pipe.set(keys.throughput_key(cid), json.dumps(throughput, separators=(",", ":")),
+                         px=int(self.ttl * 1000))
         pipe.execute()
 
     def forget(self, consumer_ids: Iterable[str]) -> None:
         """A deleted consumer's keys go at once (its series leave /metrics on the next scrape)."""
         names = [name for cid in consumer_ids
-                 for name in (keys.lag_key(cid), keys.lag_window_key(cid), keys.health_key(cid))]
+                 for name in (keys.lag_key(cid), keys.lag_window_key(cid), keys.health_key(cid),
+                              keys.throughput_key(cid))]
         if names:
             self.client.delete(*names)
 
