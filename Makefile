@@ -23,7 +23,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
 $(VENV)/.installed: $(PY) setup.cfg pyproject.toml tests/plugins/kcm-test-plugin/pyproject.toml
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q -e '.[test,bench,sentry]'
 	$(PY) -m pip install -q -e tests/plugins/kcm-test-plugin
 	@touch $@
 

@@ -15,7 +15,8 @@ from schema.settings import Settings
 API_TITLE = "kcm — Kafka Consumer Manager"
 API_VERSION = "1.0.0"
 VIEW_MODULES = ("consumers", "control", "status", "processors", "processor_types", "dead_letters", "api_keys",
-                "audit", "health", "metrics", "supervisors")
+                "audit", "health", "metrics", "supervisors", "errors", "versions",
+                "validate")
 
 
 def _openapi_config(settings: Settings) -> dict:
@@ -57,6 +58,7 @@ def _add_slashless_aliases(app: Flask) -> None:
 def create_app(settings: Settings | None = None) -> Flask:
     from api.auth.guard import install_auth
     from api.context import EXTENSION, build_services
+    from api.converters import install_converters, install_name_resolution
     from api.errors import Api, error_body, register_error_handlers
     from api.guards import install_request_guards
     from api.services.metrics import install_http_metrics
@@ -73,11 +75,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION] = build_services(settings)
 
     api = Api(app)
+    install_converters(app, api)  # a consumer's id or name in every /consumers/{consumer_id}/ path
     for module in _view_modules():
         api.register_blueprint(module.blp)
     _add_slashless_aliases(app)
     # authentication and rate limits run before every other request check (docs/security.md)
     install_auth(app, api, settings, app.extensions[EXTENSION], error_body)
+    install_name_resolution(app)  # after the guard: a name is resolved only for an authorized caller
     register_error_handlers(app)
     install_request_guards(app)
     install_transport(app, settings)  # HSTS over HTTPS; X-Forwarded-* only from KCM_TRUSTED_PROXIES

@@ -74,7 +74,8 @@ def check_schema(engine: Engine) -> None:
 
 
 def build_services(settings: Settings) -> Services:
-    engine = make_engine(settings.database_url)
+    # no bound value in any database error's text: a parameter may come from a credential or a config
+    engine = make_engine(settings.database_url, hide_parameters=True)
     check_schema(engine)
     sessions = make_session_factory(engine)
     client = make_redis(settings.redis_url)

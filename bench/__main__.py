@@ -12,12 +12,14 @@ import traceback
 import uuid
 
 BENCHMARKS = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "commit_interval",
-              "control_latency", "api_latency", "footprint"]
+              "worker_metrics",
+              "control_latency", "api_latency", "metrics_scrape", "footprint"]
 
 
 ENTRY = {"throughput_file": "throughput", "throughput_database": "throughput", "throughput_forward": "throughput",
-         "scaling": "throughput", "commit_interval": "commit_interval", "control_latency": "control",
-         "api_latency": "api_latency", "footprint": "footprint"}
+         "scaling": "throughput", "commit_interval": "commit_interval",
+         "worker_metrics": "worker_metrics", "control_latency": "control",
+         "api_latency": "api_latency", "metrics_scrape": "metrics_scrape", "footprint": "footprint"}
 
 
 def _load(name: str):
@@ -33,7 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"run only these (repeat or comma-separate): {', '.join(BENCHMARKS)}")
     p.add_argument("--runs", type=int, default=3, help="runs per side; figures are medians (default 3)")
     p.add_argument("--messages", type=int, default=None,
-                   help="messages for the file throughput, scaling and commit interval benchmarks (default 1,000,000)")
+                   help="messages for the file throughput, scaling, commit interval and worker metrics "
+                   "benchmarks (default 1,000,000)")
     p.add_argument("--db-messages", type=int, default=None, help="messages for database_sync (default 200,000)")
     p.add_argument("--forward-messages", type=int, default=None, help="messages for kafka_forward (default 200,000)")
     p.add_argument("--control-runs", type=int, default=20, help="start/stop cycles (default 20)")
@@ -42,6 +45,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--api-seconds", type=float, default=20, help="seconds of load per endpoint (default 20)")
     p.add_argument("--load-generator", choices=["auto", "wrk", "python"], default="auto",
                    help="API load: wrk when installed (auto), else threaded Python clients")
+    p.add_argument("--scrape-consumers", type=int, default=500, help="consumers for the /metrics scrape (default 500)")
+    p.add_argument("--scrape-partitions", type=int, default=4, help="partitions per scraped consumer (default 4)")
+    p.add_argument("--scrapes", type=int, default=200, help="timed /metrics scrapes (default 200)")
     p.add_argument("--idle-consumers", type=int, default=50, help="idle consumers for the footprint (default 50)")
     p.add_argument("--cpu-seconds", type=float, default=60, help="supervisor CPU sampling window (default 60)")
     p.add_argument("--web-workers", type=int, default=2, help="gunicorn workers, as the Procfile (default 2)")

@@ -107,7 +107,8 @@ def load_results(directory: Path = RESULTS_DIR) -> list[dict]:
 
 
 ORDER = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "commit_interval",
-         "control_latency", "api_latency", "footprint"]
+         "worker_metrics",
+         "control_latency", "api_latency", "metrics_scrape", "footprint"]
 
 
 def _verdict(met) -> str:

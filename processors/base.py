@@ -31,6 +31,8 @@ from typing import Any, ClassVar, Protocol
 
 from marshmallow import EXCLUDE, Schema
 
+from processors.checks import Check
+
 
 class MessageLike(Protocol):
     def topic(self) -> str: ...
@@ -151,6 +153,14 @@ class BaseProcessor:
         if errors:
             raise ValidationError(errors)
         return {**own, **policy_raw}
+
+    @classmethod
+    def check(cls, config: dict, context) -> list[Check]:
+        """What ``POST /consumers/validate/`` should know before the consumer exists: connect to the target and
+        report each finding as a ``Check(name, ok, detail)`` (detail for a person, never a secret). ``config``
+        is ``validate_config``'s result, ``context`` a ``ProcessorContext`` (no Redis). Must not raise and must
+        create nothing. Default: no checks."""
+        return []
 
     def open(self) -> None:
         """Connect to the target. Called once before the first batch."""

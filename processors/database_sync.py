@@ -32,6 +32,7 @@ from psycopg2.extensions import parse_dsn
 from psycopg2.extras import execute_values
 
 from processors.base import BaseProcessor, FatalError, PoisonMessageError, RetriableError
+from processors.checks import Check
 from processors.encoding import headers_json
 from schema import names, secrets
 from schema.secrets import Redactor, SecretPolicy, SecretReferenceInvalid
@@ -42,6 +43,7 @@ VALUE_TYPES = {"json": "jsonb", "text": "text", "bytea": "bytea"}
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")
 NULL = b"\\N"  # COPY text format
 COLUMNS = 'topic, partition, "offset", key, value, headers, "timestamp"'
+REQUIRED_COLUMNS = ("topic", "partition", "offset", "key", "value", "headers", "timestamp")
 
 TARGET_DDL = """CREATE TABLE IF NOT EXISTS {table} (
     topic       text        NOT NULL,
@@ -187,6 +189,32 @@ class DatabaseSyncProcessor(BaseProcessor):
         except RetriableError as exc:  # the target may come back: the first batch retries the connection
             log.warning("database_sync %s: target not reachable at open, will retry: %s", self.processor_id,
                         self._redact(str(exc)))
+
+    @classmethod
+    def check(cls, config: dict, context) -> list[Check]:
+        """The target answers within connect_timeout, and its table has the seven columns (or will be created)."""
+        table, name = config["table"], f"database_sync {config['table']}"
+        probe = cls(config, context=context)
+        try:
+            postgres, target = probe._target()
+            columns = _pg_columns(target, config) if postgres else _sql_columns(target, config)
+        except FatalError as exc:
+            return [Check(name, False, probe._redact(str(exc)))]
+        except Exception as exc:  # noqa: BLE001 - any driver error is a finding, told without the dsn
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return [Check(name, False, f"Cannot connect to the target database: {probe._redact(text)[:300]}")]
+        if columns is None:
+            if config["create_table"]:
+                return [Check(name, True, f"Database reachable; table {table} does not exist yet and will be "
+                                          "created (create_table).")]
+            return [Check(name, False, f"Database reachable, but table {table} does not exist and create_table "
+                                       f"is false; create it (python -m processors.database_sync {table}).")]
+        missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+        if missing:
+            return [Check(name, False, f"Table {table} lacks the column(s) {', '.join(missing)}; it needs "
+                                       f"{', '.join(REQUIRED_COLUMNS)} (python -m processors.database_sync "
+                                       f"{table} prints the DDL).")]
+        return [Check(name, True, f"Database reachable; table {table} has the required columns.")]
 
     def _target(self) -> tuple[bool, str]:
         """``(is PostgreSQL, what to connect with)``, re-resolved (and re-checked) at every (re)connect."""
@@ -379,6 +407,36 @@ def target_of(value: str, source: str) -> tuple[bool, str]:
     if url.get_backend_name() in ("postgresql", "postgres"):
         return True, url.set(drivername="postgresql").render_as_string(hide_password=False)
     return False, url.render_as_string(hide_password=False)
+
+
+def _pg_columns(dsn: str, config: dict) -> set[str] | None:
+    """The table's column names, or None when it does not exist."""
+    conn = psycopg2.connect(dsn, connect_timeout=config["connect_timeout"], application_name="kcm-validate")
+    try:
+        with conn.cursor() as cur:
+            if not _exists(cur, config["table"]):
+                return None
+            cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                        "AND NOT attisdropped", (config["table"],))
+            return {row[0] for row in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def _sql_columns(url: str, config: dict) -> set[str] | None:
+    from sqlalchemy import inspect
+
+    from processors.database_sql import _make_engine
+
+    schema, _, table = config["table"].rpartition(".")
+    engine = _make_engine(url, config["connect_timeout"])
+    try:
+        inspector = inspect(engine)
+        if not inspector.has_table(table, schema=schema or None):
+            return None
+        return {column["name"] for column in inspector.get_columns(table, schema=schema or None)}
+    finally:
+        engine.dispose()
 
 
 def _exists(cur, name: str) -> bool:

@@ -16,6 +16,8 @@ import fcntl
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from datetime import UTC, datetime
 
@@ -23,11 +25,13 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from marshmallow.experimental.context import Context
 
 from processors.base import BaseProcessor, FatalError, RetriableError
+from processors.checks import Check
 from processors.encoding import headers_json, text_or_b64
 from processors.sink_paths import PathNotAllowed, confine
 
 log = logging.getLogger(__name__)
 _TAIL_CHUNK = 64 * 1024
+MIN_FREE_BYTES = 64 * 1024 * 1024  # validate refuses a file system with less room than this
 # a full disk, a quota or an I/O hiccup may pass: retried (never FATAL); a bad path, permissions or a planted
 # symlink will not. No message can make a write fail by its content, so file_sink raises no PoisonMessageError.
 _TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR, errno.ENOMEM,
@@ -89,6 +93,30 @@ class FileSinkProcessor(BaseProcessor):
                 raise ValidationError({"path": ["Give file_path or its alias path, not both."]})
             config["file_path"] = config.pop("path")
         return config
+
+    @classmethod
+    def check(cls, config: dict, context) -> list[Check]:
+        """The file's directory (or its nearest existing parent, created at open) takes a file, and has room."""
+        name = f"file_sink {config['file_path']}"
+        try:
+            path = confine(config["file_path"], context.settings.file_sink_root)
+        except PathNotAllowed as exc:
+            return [Check(name, False, str(exc))]
+        directory = os.path.dirname(path)
+        while not os.path.isdir(directory) and directory != "/":
+            if os.path.lexists(directory):
+                return [Check(name, False, f"{directory} exists but is not a directory, so the file cannot be "
+                                           "created (check KCM_FILE_SINK_ROOT).")]
+            directory = os.path.dirname(directory)
+        try:  # a real write: permission bits say nothing to root or on a read-only mount
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as exc:
+            return [Check(name, False, f"Cannot create files in {directory}: {exc.strerror}.")]
+        free = shutil.disk_usage(directory).free
+        if free < MIN_FREE_BYTES:
+            return [Check(name, False, f"Only {free // 2**20} MiB free under {directory}.")]
+        return [Check(name, True, f"{directory} is writable; {free / 2**30:.1f} GiB free.")]
 
     def open(self) -> None:
         try:

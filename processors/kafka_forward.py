@@ -18,6 +18,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from marshmallow.experimental.context import Context
 
 from processors.base import BaseProcessor, FatalError, PoisonMessageError, RetriableError
+from processors.checks import Check, probe_topic
 from schema import kafka_settings, names, secrets
 from schema.brokers import BrokerPolicy, host_of
 from schema.secrets import Redactor, SecretPolicy
@@ -114,6 +115,23 @@ class KafkaForwardProcessor(BaseProcessor):
             except names.InvalidName:
                 pass  # stays as given: the schema reports what is wrong with it
         return config
+
+    @classmethod
+    def check(cls, config: dict, context) -> list[Check]:
+        """The target cluster answers and the target topic exists (nothing is produced or created)."""
+        probe = cls(config, context=context)
+        probe._redact = Redactor()
+        topic = config["topic"] or context.topic
+        what = "kafka_forward target"
+        if not config["bootstrap_servers"] and not config["topic"]:
+            return [Check(what, False, "Forwarding to the consumer's own cluster needs a different 'topic' "
+                                       "(it would loop).")]
+        try:
+            conf = kafka_settings.resolve(probe._security(), *probe._policies(), redactor=probe._redact)
+            conf["bootstrap.servers"] = probe._bootstrap()
+        except (FatalError, kafka_settings.SettingRefused, secrets.SecretError) as exc:
+            return [Check(what, False, probe._redact(str(exc)))]
+        return probe_topic(conf, topic, what=what, redact=probe._redact)
 
     def open(self) -> None:
         self._redact = Redactor()

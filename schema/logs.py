@@ -5,16 +5,22 @@
 ``generation`` and ``request_id`` where they apply; ``text`` (the default in a terminal) writes the classic
 line. Callers never log payloads or secrets; the formatter adds nothing but the fields above and the
 ``extra=`` a call passes. docs/monitoring.md lists the fields.
+
+With ``KCM_SENTRY_DSN`` set and sentry-sdk installed (the ``sentry`` extra), the same setup sends unexpected
+exceptions to Sentry: unhandled ones, and every record logged with an exception at ERROR or above (the API's
+500 handler, the supervisor's and the rq jobs'), without PII, local variables, request bodies or secret values.
 """
 from __future__ import annotations
 
 import contextvars
 import logging
 import os
+import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 # the request being served, set by the API for each request (a context variable: threads and greenlets apart)
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("kcm_request_id", default=None)
@@ -129,7 +135,103 @@ def setup_logging(process: str, *, level: str = "INFO", fmt: str = "text", stati
     root.addHandler(handler)
     root.setLevel(getattr(logging, str(level).upper(), logging.INFO))
     _installed_handler = handler
+    setup_error_reporting(process)
     return handler
+
+
+# --- Sentry (optional): KCM_SENTRY_DSN and the `sentry` extra ------------------------------------------------
+SENTRY_DSN_ENV = "KCM_SENTRY_DSN"
+# variables whose values are credentials: scrubbed from every event, wherever they appear
+SECRET_NAME = re.compile(r"TOKEN|PASSWORD|PASSWD|SECRET|CREDENTIAL|PRIVATE|_KEY$|DSN|WEBHOOK", re.IGNORECASE)
+SAFE_HEADERS = frozenset({"user-agent", "content-type", "content-length", "accept", "x-request-id", "host"})
+FILTERED = "[Filtered]"
+MIN_SECRET_LENGTH = 6  # shorter values ("true", "json") would blank out ordinary words
+_error_reporting: str | None = None  # the process Sentry was set up for
+
+
+def secret_values(environ: Mapping[str, str]) -> list[str]:
+    """The values an event must never contain: credential-like variables, secret references' targets (the
+    KCM_SECRET_ENV_PREFIX variables), and the passwords and paths of URLs held in such variables or in KCM_*."""
+    prefix = environ.get("KCM_SECRET_ENV_PREFIX", "").strip() or "KCM_SECRET_"
+    found = set()
+    for name, value in environ.items():
+        value = value.strip()
+        if not value:
+            continue
+        if name.startswith(prefix) or SECRET_NAME.search(name):
+            found.add(value)
+        if name.startswith("KCM_") and "://" in value:
+            try:
+                parts = urlsplit(value)
+            except ValueError:
+                continue
+            found.update(v for v in (parts.password, parts.path if SECRET_NAME.search(name) else None) if v)
+    return sorted((v for v in found if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
+
+
+def _scrubbed(value, secrets: list[str]):
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, FILTERED)
+        return value
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, secrets) for v in value]
+    return value
+
+
+def _before_send(secrets: list[str]):
+    def before_send(event, hint):
+        record = (hint or {}).get("log_record")
+        if record is not None and not record.exc_info:
+            return None  # an ERROR line without an exception is a known condition, not a crash
+        request = event.get("request")
+        if isinstance(request, dict):  # only harmless headers; no cookies, body or environment
+            request["headers"] = {k: v for k, v in (request.get("headers") or {}).items()
+                                  if k.lower() in SAFE_HEADERS}
+            for name in ("cookies", "data", "env"):
+                request.pop(name, None)
+        return _scrubbed(event, secrets)
+    return before_send
+
+
+def setup_error_reporting(process: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Initialise Sentry once per process when ``KCM_SENTRY_DSN`` is set; True when events will be sent.
+    Without sentry-sdk installed it says so once and the process runs as usual."""
+    global _error_reporting
+    env = os.environ if environ is None else environ
+    dsn = env.get(SENTRY_DSN_ENV, "").strip()
+    if not dsn:
+        return False
+    if _error_reporting == process:
+        return True
+    try:
+        import sentry_sdk
+        from sentry_sdk.integrations.logging import LoggingIntegration
+        from sentry_sdk.integrations.stdlib import StdlibIntegration
+    except ImportError:
+        logging.getLogger("kcm").warning("SentryUnavailable: %s is set but sentry-sdk is not installed "
+                                         "(pip install 'kcm[sentry]')", SENTRY_DSN_ENV)
+        return False
+    secrets = secret_values(env)
+    try:
+        # no PII: send_default_pii keeps its default (False; passing it is deprecated from sentry-sdk 2.7x)
+        sentry_sdk.init(
+            dsn=dsn, include_local_variables=False, max_request_body_size="never",
+            traces_sample_rate=None, before_send=_before_send(secrets),
+            before_breadcrumb=lambda crumb, _hint: _scrubbed(crumb, secrets),
+            integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)],
+            # its HTTP breadcrumbs would carry URLs (the alert webhook's may hold a token in its path)
+            disabled_integrations=[StdlibIntegration()])
+    except Exception as exc:  # noqa: BLE001 (a malformed DSN must not stop the process; its text is a secret)
+        logging.getLogger("kcm").warning("SentryUnavailable: %s cannot be used (%s)", SENTRY_DSN_ENV,
+                                         type(exc).__name__)
+        return False
+    sentry_sdk.set_tag("kcm_process", process)
+    _error_reporting = process
+    return True
 
 
 def setup_from_env(process: str, *, static: dict | None = None, level: str | None = None) -> logging.Handler:
@@ -144,6 +246,7 @@ def setup_from_env(process: str, *, static: dict | None = None, level: str | Non
 def gunicorn_logconfig(fmt: str | None = None) -> dict:
     """``logconfig_dict`` for deploy/gunicorn.conf.py: gunicorn's error and access logs through kcm's handler."""
     fmt = fmt or os.environ.get("KCM_LOG_FORMAT", "text").strip().lower()
+    setup_error_reporting("web")  # in the master; sentry-sdk restarts its sender thread in each forked worker
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -4,7 +4,18 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -30,6 +41,8 @@ class Consumer(Base):
     __tablename__ = "consumers"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # optional slug that stands for the id in paths (schema/names.py); NULLs do not collide
+    name: Mapped[str | None] = mapped_column(String(100), unique=True, index=True)
     broker_ip: Mapped[str | None] = mapped_column(String(255))
     broker_port: Mapped[int | None] = mapped_column(Integer)
     bootstrap_servers: Mapped[list | None] = mapped_column(JSONType)
@@ -87,6 +100,25 @@ class ChangeCounter(Base):
 
 # BIGINT on PostgreSQL; INTEGER on SQLite, whose autoincrement needs exactly that type
 AutoIncrement = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ConsumerVersion(Base):
+    """One immutable configuration of a consumer: the consumer fields and its ordered processors (with their ids)
+    after a change, written in the change's transaction (api/services/versions.py). Goes with its consumer."""
+
+    __tablename__ = "consumer_versions"
+
+    id: Mapped[int] = mapped_column(AutoIncrement, primary_key=True, autoincrement=True)
+    consumer_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("consumers.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per consumer
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    principal_type: Mapped[str | None] = mapped_column(String(16))
+    principal_id: Mapped[str | None] = mapped_column(String(255))
+    principal_name: Mapped[str | None] = mapped_column(String(255))
+    summary: Mapped[str] = mapped_column(String(500))
+    config: Mapped[dict] = mapped_column(JSONType)
+
+    __table_args__ = (UniqueConstraint("consumer_id", "number", name="uq_consumer_versions_number"),)
 
 
 class ApiKey(Base):

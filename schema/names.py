@@ -1,4 +1,5 @@
-"""Name rules every caller shares: Kafka topic names, broker addresses, and the tables a sink may not target.
+"""Name rules every caller shares: consumer names, Kafka topic names, broker addresses, and the tables a sink may
+not target.
 
 Standard library only at import time, so the API schemas and the processors can both use it. The callers wrap
 ``InvalidName`` in their own error type (a marshmallow ``ValidationError`` at the API), never re-implement it.
@@ -8,6 +9,17 @@ from __future__ import annotations
 import ipaddress
 import re
 
+# a consumer's optional name: a slug that can stand for its id in every /consumers/{id}/... path (api/converters.py)
+CONSUMER_NAME_PATTERN = r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?"
+CONSUMER_NAME_RE = re.compile(CONSUMER_NAME_PATTERN)
+UUID_PATTERN = r"[A-Fa-f0-9]{8}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{4}-[A-Fa-f0-9]{12}"
+UUID_RE = re.compile(UUID_PATTERN)
+# static path segments under /consumers/ that a name would shadow
+RESERVED_CONSUMER_NAMES = frozenset({"validate"})
+CONSUMER_NAME_MESSAGE = (
+    "Invalid consumer name: use 1-100 characters from [a-z0-9-], starting and ending with a letter or digit; "
+    f"not a UUID, not {', '.join(sorted(RESERVED_CONSUMER_NAMES))}."
+)
 TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 TOPIC_MESSAGE = "Invalid Kafka topic name: use 1-249 characters from [a-zA-Z0-9._-], not '.' or '..'."
 HOST_PORT_MESSAGE = "Expected 'host:port' with a valid hostname or IP and a port in 1-65535."
@@ -38,6 +50,18 @@ class InvalidEntries(InvalidName):
         super().__init__("; ".join(f"entry {index}: {message}" for index, message in entries.items()))
         self.entries = entries
         self.valid = valid
+
+
+def is_consumer_name(value: object) -> bool:
+    """A slug that cannot be mistaken for an id (a UUID is a valid slug) or a static path segment."""
+    return (isinstance(value, str) and CONSUMER_NAME_RE.fullmatch(value) is not None
+            and UUID_RE.fullmatch(value) is None and value not in RESERVED_CONSUMER_NAMES)
+
+
+def check_consumer_name(value: object) -> str:
+    if not is_consumer_name(value):
+        raise InvalidName(CONSUMER_NAME_MESSAGE)
+    return value
 
 
 def is_topic(value: object) -> bool:

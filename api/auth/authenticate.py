@@ -1,5 +1,6 @@
-"""``Authorization: Bearer <token>`` to a principal: an API key (``kcm_...``, looked up by digest on every
-request), the bootstrap admin token (KCM_BOOTSTRAP_ADMIN_TOKEN), or an OIDC JWT when OIDC is configured."""
+"""``Authorization: Bearer <token>`` to a principal: an API key (``kcm_...``, found by its digest through the
+per-process cache of api/services/api_keys.py), the bootstrap admin token (KCM_BOOTSTRAP_ADMIN_TOKEN), or an OIDC
+JWT when OIDC is configured."""
 from __future__ import annotations
 
 import re

@@ -24,9 +24,8 @@ MUTATING_METHODS = frozenset({"post", "put", "patch", "delete"})
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
 # never rate limited: probes poll these from one address
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
-# paths that are not flask-smorest operations but still need a role; KCM_METRICS_PUBLIC=true makes /metrics public
+# KCM_METRICS_PUBLIC=true serves /metrics without credentials (its view declares an unscoped viewer otherwise)
 METRICS_PATH = "/metrics"
-PATH_ROLES = {METRICS_PATH: Role.VIEWER}
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from api.auth.current import (
 )
 from api.auth.declarations import (
     MUTATING_METHODS,
-    PATH_ROLES,
     SECURITY_SCHEME,
     UNLIMITED_PATHS,
     Access,
@@ -96,15 +95,15 @@ def install_auth(app: Flask, api, settings, services, render_error) -> None:
         if limits is not None and path not in UNLIMITED_PATHS:
             limits.check(req.method, principal, req.remote_addr)
         if not (disabled or public):
-            authorize(req, principal, failure, path)
+            authorize(req, principal, failure)
 
     def refuse(error, action: str, *, audited: bool = True, **target):
         if audited:
             audit.denied(current_actor(), action, error.status_code, error.message, **target)
         raise error
 
-    def authorize(req, principal, failure: str | None, path: str):
-        access = _access(path)
+    def authorize(req, principal, failure: str | None):
+        access = _access()
         if failure is not None:
             refuse(Unauthorized(f"Authentication failed: {failure}."), Action.AUTHENTICATION)
         if principal.kind == "anonymous":
@@ -137,7 +136,7 @@ def install_auth(app: Flask, api, settings, services, render_error) -> None:
             return access.action
         return f"{request.method} {request.url_rule.rule}" if request.url_rule is not None else UNDECLARED_ACTION
 
-    def _access(path: str | None = None) -> Access | None:
+    def _access() -> Access | None:
         req = request._get_current_object()
         if req.url_rule is None:
             return None
@@ -145,13 +144,9 @@ def install_auth(app: Flask, api, settings, services, render_error) -> None:
         if lookup in declared:
             return declared[lookup]
         access = access_of(app.view_functions.get(req.endpoint), req.method)
-        path = path or normalised(req.path)
-        if access is None and path in PATH_ROLES:
-            access = Access(PATH_ROLES[path], None, False)
-        elif access is None and req.method == "OPTIONS":
+        if access is None and req.method == "OPTIONS":
             access = Access(Role.VIEWER, None, False)  # Flask's automatic OPTIONS: any principal
-        if path not in PATH_ROLES:  # an endpoint serves many paths; only the role-by-path ones differ by path
-            declared[lookup] = access
+        declared[lookup] = access
         return access
 
     def after(response):

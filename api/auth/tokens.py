@@ -18,8 +18,8 @@ def digest(token: str) -> str:
 
 
 def same_digest(a: str, b: str) -> bool:
-    """Constant-time comparison of two digests."""
-    return hmac.compare_digest(a.encode(), b.encode())
+    """Constant-time comparison of two digests (hex, so ASCII: compare_digest takes them as they are)."""
+    return hmac.compare_digest(a, b)
 
 
 def looks_like_api_key(token: str) -> bool:

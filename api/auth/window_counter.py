@@ -24,7 +24,7 @@ from limits.storage import Storage
 
 log = logging.getLogger("kcm.api.ratelimit")
 
-MAX_BATCH = 64
+MAX_BATCH = 256  # a huge limit still reaches Redis every 256 hits of a process
 MAX_KEYS = 10_000  # distinct keys per counter before entries of past windows (then idle ones) are dropped
 MAX_RETRY_SECONDS = 30.0
 WINDOW, KNOWN, PENDING = 0, 1, 2  # a key's state: [window number, shared total last read, hits not sent yet]

@@ -15,6 +15,7 @@ from api.schemas.validators import (
     validate_security,
     validate_topic,
 )
+from schema import names
 from schema.states import ConsumerStatus, DesiredState
 
 CONSUMER_READ_ONLY = ("id", "status", "desired_state", "generation", "created_at", "updated_at")
@@ -29,6 +30,17 @@ class SecuritySettings(fields.Dict):
         settings = super()._deserialize(value, attr, data, **kwargs)
         validate_security(settings)
         return settings
+
+
+def validate_consumer_name(value: str) -> None:
+    try:
+        names.check_consumer_name(value)
+    except names.InvalidName as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+NAME_METADATA = {"description": "Optional unique name; every /consumers/{id}/... path accepts it for the id",
+                 "pattern": f"^{names.CONSUMER_NAME_PATTERN}$", "maxLength": 100}
 
 
 def check_broker_form(broker_ip, broker_port, bootstrap_servers) -> None:
@@ -50,6 +62,8 @@ def _fields(*, creating: bool) -> dict:
     """The writable consumer fields; on create they carry defaults, on PATCH every one is optional."""
     default = (lambda value: {"load_default": value}) if creating else (lambda value: {})
     return {
+        "name": fields.String(allow_none=True, validate=validate_consumer_name, metadata=NAME_METADATA,
+                              **default(None)),
         "broker_ip": fields.String(
             allow_none=not creating,
             validate=[validate.Length(min=1, max=253), validate_host],
@@ -122,6 +136,7 @@ class ConsumerPatch(RejectReadOnly.from_dict(_fields(creating=False), name="Cons
 
 class ConsumerOut(Schema):
     id = fields.UUID(required=True)
+    name = fields.String(allow_none=True)
     broker_ip = fields.String(allow_none=True)
     broker_port = fields.Integer(allow_none=True)
     bootstrap_servers = fields.List(fields.String(), allow_none=True)
@@ -140,6 +155,7 @@ class ConsumerOut(Schema):
 
 
 class ConsumerQuery(Schema):
+    name = fields.String(validate=validate_consumer_name, metadata=NAME_METADATA)
     status = fields.Enum(ConsumerStatus, by_value=True, metadata={"description": "ACTIVE | INACTIVE | ERROR"})
     desired_state = fields.Enum(DesiredState, by_value=True)
     topic = fields.String(validate=validate.Length(min=1, max=249))
@@ -152,3 +168,19 @@ class ControlOut(Schema):
     action = fields.String(required=True)
     desired_state = fields.Enum(DesiredState, by_value=True, required=True)
     generation = fields.Integer(required=True)
+
+
+class CreateQuery(Schema):
+    validate = fields.Boolean(load_default=False, metadata={
+        "description": "true: run the checks of POST /consumers/validate/ first and refuse (422) if one fails"})
+
+
+class ValidationCheckOut(Schema):
+    name = fields.String(required=True)
+    ok = fields.Boolean(required=True)
+    detail = fields.String(required=True, metadata={"description": "For a person; never holds a secret"})
+
+
+class ValidateOut(Schema):
+    valid = fields.Boolean(required=True, metadata={"description": "true when every check passed"})
+    checks = fields.List(fields.Nested(ValidationCheckOut), required=True)

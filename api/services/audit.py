@@ -36,6 +36,8 @@ class Action(enum.StrEnum):
     CONSUMER_START = "consumer.start"
     CONSUMER_STOP = "consumer.stop"
     CONSUMER_RESTART = "consumer.restart"
+    CONSUMER_ROLLBACK = "consumer.rollback"
+    CONSUMER_VALIDATE = "consumer.validate"
     PROCESSOR_CREATE = "processor.create"
     PROCESSOR_UPDATE = "processor.update"
     PROCESSOR_DELETE = "processor.delete"
@@ -47,7 +49,7 @@ class Action(enum.StrEnum):
     AUTHENTICATION = "authentication"  # a presented credential that did not authenticate
 
 
-CONSUMER_AUDITED_FIELDS = ("broker_ip", "broker_port", "bootstrap_servers", "topic", "consumer_group", "client_id",
+CONSUMER_AUDITED_FIELDS = ("name", "broker_ip", "broker_port", "bootstrap_servers", "topic", "consumer_group", "client_id",
                            "replicas", "auto_offset_reset", "security", "desired_state", "generation")
 PROCESSOR_AUDITED_FIELDS = ("processor_type", "config", "on_error", "position")
 

@@ -17,7 +17,7 @@ PROCESSORS = DownstreamProcessor.__table__
 # no table has this many rows; an OFFSET beyond it (page=10**20) would overflow SQL's 64-bit integers
 MAX_SQL_OFFSET = 2**53
 # the column order the list statement selects and page_items() unpacks
-CONSUMER_FIELDS = ("id", "broker_ip", "broker_port", "bootstrap_servers", "topic", "consumer_group", "client_id",
+CONSUMER_FIELDS = ("id", "name", "broker_ip", "broker_port", "bootstrap_servers", "topic", "consumer_group", "client_id",
                    "replicas", "auto_offset_reset", "security", "status", "desired_state", "generation",
                    "created_at", "updated_at")
 PROCESSOR_FIELDS = ("id", "consumer_id", "processor_type", "config", "on_error", "position", "created_at",
@@ -41,7 +41,7 @@ def _as_text(column):
     return type_coerce(column, String).label(column.name)
 
 
-FILTER_NAMES = ("status", "desired_state", "topic", "consumer_group")
+FILTER_NAMES = ("status", "desired_state", "topic", "consumer_group", "name")
 
 
 def scope_values(scopes: tuple[str, ...] | None, dialect: str) -> dict:
@@ -91,7 +91,7 @@ def page_items(rows: list[Row]) -> list[dict]:
     items: list[dict] = []
     processors: list[dict] = []
     last_id = None
-    for (cid, broker_ip, broker_port, servers, topic, group, client_id, replicas, offset_reset, security, status,
+    for (cid, name, broker_ip, broker_port, servers, topic, group, client_id, replicas, offset_reset, security, status,
          desired_state, generation, created_at, updated_at, _total,
          pid, p_consumer_id, p_type, p_config, p_on_error, p_position, p_created_at, p_updated_at) in rows:
         if cid != last_id:
@@ -99,6 +99,7 @@ def page_items(rows: list[Row]) -> list[dict]:
             processors = []
             items.append({
                 "id": str(cid),
+                "name": name,
                 "broker_ip": broker_ip,
                 "broker_port": broker_port,
                 "bootstrap_servers": None if servers is None else [str(server) for server in servers],

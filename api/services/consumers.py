@@ -5,7 +5,9 @@ Redis stream only **after** the commit, so the supervisor never wakes up to a ch
 
 Reads on the hot paths (the list, the status) use SQLAlchemy Core rows (api/services/consumer_reads.py), not ORM
 objects. Calls take the ``actor`` they act for: lists are limited to its consumer-group scopes, writes check
-them and write their audit row in their own transaction (api/services/audit.py).
+them and write their audit row and their configuration version (api/services/versions.py) in their own
+transaction (api/services/audit.py). A consumer's optional ``name`` is unique (409) and stands for its id in
+paths (api/converters.py).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from api.auth import scopes as scope_rules
@@ -24,7 +26,7 @@ from api.auth.current import current_actor
 from api.auth.errors import Forbidden
 from api.auth.principal import Actor
 from api.schemas.consumers import check_broker_form
-from api.services import audit
+from api.services import audit, versions
 from api.services.audit import Action, changed, consumer_snapshot
 from api.services.commands import CommandPublisher
 from api.services.consumer_reads import (
@@ -45,6 +47,16 @@ class CapReached(ServiceError):
     """The deployment's KCM_MAX_CONSUMERS is reached (409)."""
 
     status_code = 409
+
+
+class NameTaken(ServiceError):
+    """Another consumer already has the name (409)."""
+
+    status_code = 409
+
+    def __init__(self, name: str):
+        message = f"another consumer is already named {name!r}; names are unique"
+        super().__init__(message, {"json": {"name": [message]}})
 
 
 @dataclass(frozen=True)
@@ -112,8 +124,9 @@ class ConsumerService:
         self.publisher = publisher
         self.page_cache = RenderedPageCache()
         self.max_consumers, self.max_replicas = max_consumers, max_replicas
+        self.versions = versions.VersionService(sessions, publisher, self)
 
-    def _reload(self, session: Session, consumer_id: uuid.UUID) -> Consumer:
+    def reload(self, session: Session, consumer_id: uuid.UUID) -> Consumer:
         session.flush()
         session.expire_all()  # pick up onupdate timestamps and the processor order from the database
         return load_consumer(session, consumer_id)
@@ -123,10 +136,17 @@ class ConsumerService:
         with self.sessions() as session:
             return load_consumer(session, consumer_id)
 
-    def group_of(self, consumer_id: uuid.UUID) -> str | None:
-        """The consumer's group, or None when there is no such consumer (the scope check of direct access)."""
+    def group_of(self, consumer_id: uuid.UUID | str) -> str | None:
+        """The consumer's group, or None when there is no such consumer (the scope check of direct access).
+        A ``str`` is a name from the path, not resolved yet (api/converters.py)."""
+        column = CONSUMERS.c.id if isinstance(consumer_id, uuid.UUID) else CONSUMERS.c.name
         with self.engine.connect() as conn:
-            return conn.execute(select(CONSUMERS.c.consumer_group).where(CONSUMERS.c.id == consumer_id)).scalar()
+            return conn.execute(select(CONSUMERS.c.consumer_group).where(column == consumer_id)).scalar()
+
+    def id_of(self, name: str) -> uuid.UUID | None:
+        """The id of the consumer with this name, or None."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(CONSUMERS.c.id).where(CONSUMERS.c.name == name)).scalar()
 
     def list(self, filters: dict, first_item: int, page_size: int,
              scopes: tuple[str, ...] | None = None) -> tuple[list[Consumer], int]:
@@ -231,6 +251,39 @@ class ConsumerService:
             message = f"At most {self.max_replicas} replicas per consumer in this deployment (KCM_MAX_REPLICAS)."
             raise Invalid(message, {"json": {"replicas": [message]}})
 
+    @staticmethod
+    def _check_name_free(session: Session, name: str | None, consumer_id: uuid.UUID | None = None) -> None:
+        if name is None:
+            return
+        holder = session.scalar(select(Consumer.id).where(Consumer.name == name))
+        if holder is not None and holder != consumer_id:
+            raise NameTaken(name)
+
+    def _name_race(self, exc: IntegrityError, name: str | None, consumer_id: uuid.UUID) -> None:
+        """A concurrent write took the name between the check and the commit: the same 409."""
+        if name is not None and self.id_of(name) not in (None, consumer_id):
+            raise NameTaken(name) from exc
+        raise exc
+
+    def check_new(self, data: dict, actor: Actor | None = None) -> None:
+        """The checks of ``create`` that need the stored state, without writing (POST /consumers/validate/)."""
+        actor = actor or current_actor()
+        self._check_group(actor, Action.CONSUMER_CREATE, data.get("consumer_group"))
+        self._check_replicas(data.get("replicas"))
+        with self.sessions() as session:
+            self._check_name_free(session, data.get("name"))
+            if self.max_consumers is not None:
+                count = session.scalar(select(func.count()).select_from(Consumer))
+                if count >= self.max_consumers:
+                    raise CapReached(f"this deployment already has {count} consumers, its limit "
+                                     f"(KCM_MAX_CONSUMERS={self.max_consumers}); delete one first")
+
+    def check_rollback(self, actor: Actor, consumer: Consumer, target: dict) -> None:
+        """A rollback meets the rules a PATCH to the same configuration would (scope, replicas, name)."""
+        self._check_group(actor, versions.ROLLBACK_ACTION, target.get("consumer_group"), consumer.id)
+        self._check_replicas(target.get("replicas"))
+        self._check_name_free(Session.object_session(consumer), target.get("name"), consumer.id)
+
     def _check_cap(self, session: Session) -> None:
         if self.max_consumers is None:
             return
@@ -248,14 +301,19 @@ class ConsumerService:
         self._check_replicas(data.get("replicas"))
         specs = data.pop("downstream_processors", [])
         consumer_id = uuid.uuid4()
-        with self.sessions() as session, session.begin():
-            self._check_cap(session)
-            consumer = Consumer(id=consumer_id, desired_state=DesiredState.STOPPED, generation=1, **data)
-            session.add(consumer)
-            session.add_all(new_processors(specs, consumer_id))
-            consumer = self._reload(session, consumer_id)
-            audit.record(session, actor, Action.CONSUMER_CREATE, target_type="consumer", target_id=consumer_id,
-                         after=consumer_snapshot(consumer))
+        try:
+            with self.sessions() as session, session.begin():
+                self._check_cap(session)
+                self._check_name_free(session, data.get("name"))
+                consumer = Consumer(id=consumer_id, desired_state=DesiredState.STOPPED, generation=1, **data)
+                session.add(consumer)
+                session.add_all(new_processors(specs, consumer_id))
+                consumer = self.reload(session, consumer_id)
+                audit.record(session, actor, Action.CONSUMER_CREATE, target_type="consumer",
+                             target_id=consumer_id, after=consumer_snapshot(consumer))
+                versions.record(session, consumer, actor, "created")
+        except IntegrityError as exc:
+            self._name_race(exc, data.get("name"), consumer_id)
         self.publisher.publish(consumer.id, consumer.generation, CommandAction.CREATE)
         return consumer
 
@@ -265,12 +323,22 @@ class ConsumerService:
         self._check_group(actor, Action.CONSUMER_UPDATE, changes.get("consumer_group"), consumer_id)
         self._check_replicas(changes.get("replicas"))
         specs = changes.pop("downstream_processors", None)
+        try:
+            consumer = self._update(consumer_id, changes, specs, actor)
+        except IntegrityError as exc:
+            self._name_race(exc, changes.get("name"), consumer_id)
+        self.publisher.publish(consumer.id, consumer.generation, CommandAction.UPDATE)
+        return consumer
+
+    def _update(self, consumer_id: uuid.UUID, changes: dict, specs: list | None, actor: Actor) -> Consumer:
         with self.sessions() as session, session.begin():
             consumer = load_consumer(session, consumer_id, lock=True)
             check_visible(actor, consumer)
             before = consumer_snapshot(consumer)
+            config_before = versions.configuration(session, consumer)
             self._apply_broker_form(consumer, changes)
             changes = {name: value for name, value in changes.items() if getattr(consumer, name) != value}
+            self._check_name_free(session, changes.get("name"), consumer_id)
             for name, value in changes.items():
                 setattr(consumer, name, value)
             if specs is not None:
@@ -279,11 +347,12 @@ class ConsumerService:
                 session.add_all(new_processors(specs, consumer.id))
             if changes or specs is not None:  # an empty or same-value PATCH restarts nothing
                 bump_if_running(consumer)
-            consumer = self._reload(session, consumer_id)
+            consumer = self.reload(session, consumer_id)
             old, new = changed(before, consumer_snapshot(consumer))
             audit.record(session, actor, Action.CONSUMER_UPDATE, target_type="consumer", target_id=consumer_id,
                          before=old, after=new)
-        self.publisher.publish(consumer.id, consumer.generation, CommandAction.UPDATE)
+            config_after = versions.configuration(session, consumer)
+            versions.record(session, consumer, actor, versions.summary_of(config_before, config_after))
         return consumer
 
     @staticmethod
@@ -337,7 +406,7 @@ class ConsumerService:
             if changed_state:
                 consumer.desired_state = target
                 consumer.generation += 1
-                consumer = self._reload(session, consumer_id)
+                consumer = self.reload(session, consumer_id)
             after = {"desired_state": consumer.desired_state.value, "generation": consumer.generation}
             audit.record(session, actor, audit_action, target_type="consumer", target_id=consumer_id,
                          before=before, after=after)

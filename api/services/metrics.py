@@ -15,9 +15,11 @@ import redis
 import sqlalchemy as sa
 from flask import Flask, g, has_request_context, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 
 from api.metrics_setup import MULTIPROC_ENV
+from api.services.exposition import TextFamily, render
+from api.services.worker_metrics import ProcessorSeries
 from schema import keys, logs
 from schema.health import VERDICTS
 from schema.models import Consumer
@@ -31,6 +33,8 @@ HTTP_REQUESTS = Counter("kcm_http_requests_total", "HTTP requests the API answer
 HTTP_DURATION = Histogram("kcm_http_request_duration_seconds", "Time the API took to answer a request",
                           ["method", "route"], registry=None,
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
+VERDICT_NAMES = [v.value for v in VERDICTS]
+STATE_NAMES = [s.value for s in ProcessState]
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -84,14 +88,14 @@ class KcmCollector:
 
     def _families(self, consumers):
         pipe = self.client.pipeline(transaction=False)
+        per_consumer = (keys.lag_key, keys.health_key, keys.throughput_key) if consumers else ()
+        for key_of in per_consumer:  # one reply for all consumers: a reply per key is most of Redis' time
+            pipe.mget([key_of(cid) for cid, _topic, _group, _replicas in consumers])
         for cid, _topic, _group, replicas in consumers:
-            pipe.get(keys.lag_key(cid))
-            pipe.get(keys.health_key(cid))
             pipe.zcard(keys.dead_letter_index(cid))
-            pipe.get(keys.throughput_key(cid))
             for n in range(replicas):
-                pipe.hget(keys.replica_state_key(cid, n), "state")
-                pipe.hmget(keys.heartbeat_key(cid, n), "messages", "bytes")
+                pipe.hmget(keys.replica_state_key(cid, n), "state", "restarts")
+                pipe.hmget(keys.heartbeat_key(cid, n), "messages", "bytes", "errors", "phase", "processors")
         pipe.exists(keys.LAG_MONITOR_KEY)
         pipe.smembers(keys.SUPERVISORS_INDEX)
         raw = pipe.execute()
@@ -101,33 +105,39 @@ class KcmCollector:
             sup_pipe.exists(keys.supervisor_key(sid))
         supervisors_alive = sup_pipe.execute() if supervisor_ids else []
 
-        info = GaugeMetricFamily("kcm_consumer_info", "1 for each consumer, with its topic and group",
-                                 labels=["consumer_id", "topic", "consumer_group"])
-        lag_messages = GaugeMetricFamily("kcm_consumer_lag_messages", "Messages not yet consumed, per partition",
-                                         labels=["consumer_id", "topic", "partition"])
-        lag_seconds = GaugeMetricFamily("kcm_consumer_lag_seconds",
-                                        "Age of the oldest unconsumed message, per partition (0 when caught up)",
-                                        labels=["consumer_id", "topic", "partition"])
-        health = GaugeMetricFamily("kcm_consumer_health", "1 for the consumer's current health verdict, else 0",
-                                   labels=["consumer_id", "verdict"])
-        dead_letters = GaugeMetricFamily("kcm_dead_letters", "Dead letters kept for the consumer",
-                                         labels=["consumer_id"])
-        messages = CounterMetricFamily("kcm_consumer_messages", "Messages delivered by the replica's current worker",
-                                       labels=["consumer_id", "replica"])
-        sizes = CounterMetricFamily("kcm_consumer_bytes", "Payload bytes delivered by the replica's current worker",
-                                    labels=["consumer_id", "replica"])
-        per_second = GaugeMetricFamily("kcm_consumer_messages_per_second",
-                                       "Messages the consumer delivered per second over the last minute",
-                                       labels=["consumer_id"])
-        bytes_per_second = GaugeMetricFamily("kcm_consumer_bytes_per_second",
-                                             "Payload bytes the consumer delivered per second over the last minute",
-                                             labels=["consumer_id"])
-        states = GaugeMetricFamily("kcm_replica_state", "1 for the replica's current process state, else 0",
-                                   labels=["consumer_id", "replica", "state"])
-        i = 0
-        for cid, topic, group, replicas in consumers:
-            lag_raw, health_raw, dead, rate_raw = raw[i], raw[i + 1], raw[i + 2], raw[i + 3]
-            i += 4
+        info = TextFamily("kcm_consumer_info", "1 for each consumer, with its topic and group",
+                          labels=["consumer_id", "topic", "consumer_group"])
+        lag_messages = TextFamily("kcm_consumer_lag_messages", "Messages not yet consumed, per partition",
+                                  labels=["consumer_id", "topic", "partition"])
+        lag_seconds = TextFamily("kcm_consumer_lag_seconds",
+                                 "Age of the oldest unconsumed message, per partition (0 when caught up)",
+                                 labels=["consumer_id", "topic", "partition"])
+        health = TextFamily("kcm_consumer_health", "1 for the consumer's current health verdict, else 0",
+                            labels=["consumer_id", "verdict"])
+        dead_letters = TextFamily("kcm_dead_letters", "Dead letters kept for the consumer",
+                                  labels=["consumer_id"])
+        messages = TextFamily("kcm_consumer_messages", "Messages delivered by the replica's current worker",
+                              labels=["consumer_id", "replica"], kind="counter")
+        sizes = TextFamily("kcm_consumer_bytes", "Payload bytes delivered by the replica's current worker",
+                           labels=["consumer_id", "replica"], kind="counter")
+        per_second = TextFamily("kcm_consumer_messages_per_second",
+                                "Messages the consumer delivered per second over the last minute",
+                                labels=["consumer_id"])
+        bytes_per_second = TextFamily("kcm_consumer_bytes_per_second",
+                                      "Payload bytes the consumer delivered per second over the last minute",
+                                      labels=["consumer_id"])
+        states = TextFamily("kcm_replica_state", "1 for the replica's current process state, else 0",
+                            labels=["consumer_id", "replica", "state"])
+        errors = TextFamily("kcm_consumer_errors", "Errors the replica's current worker met (Kafka, "
+                            "delivery, exit)", labels=["consumer_id", "replica"], kind="counter")
+        restarts = TextFamily("kcm_replica_restarts", "Times the supervisor restarted the replica's worker",
+                              labels=["consumer_id", "replica"], kind="counter")
+        processors = ProcessorSeries()  # the live replicas' per-processor figures (api/services/worker_metrics.py)
+        lags, verdicts, rates = raw[:3] if consumers else ([], [], [])
+        i = len(per_consumer)
+        for k, (cid, topic, group, replicas) in enumerate(consumers):
+            lag_raw, health_raw, rate_raw, dead = lags[k], verdicts[k], rates[k], raw[i]
+            i += 1
             info.add_metric([cid, topic, group], 1)
             lag = json.loads(_text(lag_raw)) if lag_raw else None
             for p in (lag or {}).get("partitions", ()):
@@ -136,31 +146,35 @@ class KcmCollector:
                 if p.get("lag_seconds") is not None:
                     lag_seconds.add_metric(labels, p["lag_seconds"])
             verdict = json.loads(_text(health_raw)).get("verdict") if health_raw else "UNKNOWN"
-            for name in VERDICTS:
-                health.add_metric([cid, name.value], 1 if name.value == verdict else 0)
+            health.add_enum([cid], VERDICT_NAMES, verdict)
             dead_letters.add_metric([cid], dead or 0)
             rate = json.loads(_text(rate_raw)) if rate_raw else None
             if rate is not None:
                 per_second.add_metric([cid], rate["messages_per_second"])
                 bytes_per_second.add_metric([cid], rate["bytes_per_second"])
             for n in range(replicas):
-                state, (count, size) = raw[i], raw[i + 1]
+                (state, restarted), (count, size, errored, phase, published) = raw[i], raw[i + 1]
                 i += 2
-                current = _text(state) if state else ProcessState.UNKNOWN.value
-                for name in ProcessState:
-                    states.add_metric([cid, str(n), name.value], 1 if name.value == current else 0)
+                if _number(restarted) is not None:
+                    restarts.add_metric([cid, str(n)], _number(restarted))
+                if _number(errored) is not None:
+                    errors.add_metric([cid, str(n)], _number(errored))
+                if published and _text(phase) != "exited":  # live replicas only: a failed exit's last beat lingers
+                    processors.add(cid, _text(published))
+                states.add_enum([cid, str(n)], STATE_NAMES, _text(state) if state else ProcessState.UNKNOWN.value)
                 if _number(count) is not None:
                     messages.add_metric([cid, str(n)], _number(count))
                 if _number(size) is not None:
                     sizes.add_metric([cid, str(n)], _number(size))
-        monitor_up = GaugeMetricFamily("kcm_lag_monitor_up", "1 while the lag monitor heartbeats")
+        monitor_up = TextFamily("kcm_lag_monitor_up", "1 while the lag monitor heartbeats")
         monitor_up.add_metric([], 1 if raw[-2] else 0)
-        supervisor_up = GaugeMetricFamily("kcm_supervisor_up", "1 while the supervisor heartbeats, 0 once its "
-                                          "heartbeat expired (until the index is cleaned)", labels=["supervisor_id"])
+        supervisor_up = TextFamily("kcm_supervisor_up", "1 while the supervisor heartbeats, 0 once its "
+                                   "heartbeat expired (until the index is cleaned)", labels=["supervisor_id"])
         for sid, alive in zip(supervisor_ids, supervisors_alive, strict=True):
             supervisor_up.add_metric([sid], 1 if alive else 0)
         yield from (info, lag_messages, lag_seconds, health, dead_letters, messages, sizes, per_second,
-                    bytes_per_second, states, monitor_up, supervisor_up)
+                    bytes_per_second, states, monitor_up, supervisor_up, errors, restarts)
+        yield from processors.families()
 
 
 def scrape(engine, client: redis.Redis) -> bytes:
@@ -172,8 +186,8 @@ def scrape(engine, client: redis.Redis) -> bytes:
     else:
         registry.register(HTTP_REQUESTS)
         registry.register(HTTP_DURATION)
-    registry.register(KcmCollector(engine, client))
-    return generate_latest(registry)
+    # kcm's own series are written by api/services/exposition.py: ~50,000 samples at 500 consumers
+    return generate_latest(registry) + render(KcmCollector(engine, client).collect()).encode("utf-8")
 
 
 def install_http_metrics(app: Flask) -> None:

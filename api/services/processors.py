@@ -1,5 +1,6 @@
 """Downstream processors of one consumer. A change to a running consumer's pipeline bumps its generation; every
-change is audited in its transaction (api/services/audit.py) as the ``actor``'s (default: the current request's)."""
+change is audited in its transaction (api/services/audit.py) as the ``actor``'s (default: the current request's),
+and writes the consumer's configuration version there too (api/services/versions.py)."""
 from __future__ import annotations
 
 import uuid
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth.current import current_actor
 from api.auth.principal import Actor
 from api.schemas.processors import check_processor_config
-from api.services import audit
+from api.services import audit, versions
 from api.services.audit import Action, changed, processor_snapshot
 from api.services.commands import CommandPublisher
 from api.services.consumers import bump_if_running, check_visible, load_consumer, new_processors
@@ -66,6 +67,7 @@ class ProcessorService:
             generation = consumer.generation
             audit.record(session, actor, Action.PROCESSOR_CREATE, target_type="processor", target_id=processor.id,
                          after={"consumer_id": str(consumer_id), **processor_snapshot(processor)})
+            versions.record(session, consumer, actor, f"added processor {processor.id} ({processor.processor_type})")
         self.publisher.publish(consumer_id, generation, CommandAction.UPDATE)
         return processor
 
@@ -97,6 +99,7 @@ class ProcessorService:
             old, new = changed(before, processor_snapshot(processor))
             audit.record(session, actor, Action.PROCESSOR_UPDATE, target_type="processor", target_id=processor_id,
                          before=old, after=new)
+            versions.record(session, consumer, actor, f"changed processor {processor_id}: {', '.join(new) or '-'}")
         self.publisher.publish(consumer_id, generation, CommandAction.UPDATE)
         return processor
 
@@ -112,6 +115,7 @@ class ProcessorService:
             bump_if_running(consumer)
             self._touch(consumer)
             generation = consumer.generation
+            versions.record(session, consumer, actor, f"removed processor {processor_id}")
         self.publisher.publish(consumer_id, generation, CommandAction.UPDATE)
 
     @staticmethod

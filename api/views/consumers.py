@@ -17,8 +17,9 @@ from api.auth.declarations import requires
 from api.auth.roles import Role
 from api.context import services
 from api.schemas.common import ErrorSchema
-from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, ConsumerQuery
+from api.schemas.consumers import ConsumerIn, ConsumerOut, ConsumerPatch, ConsumerQuery, CreateQuery
 from api.services.audit import Action
+from api.views.validate import refuse_invalid, validate_consumer
 
 
 class SchemaReusingParser(FlaskParser):
@@ -113,7 +114,7 @@ class ConsumerCollection(MethodView):
     @blp.response(200, ConsumerOut(many=True))
     @blp.paginate()
     def get(self, filters, pagination_parameters):
-        """List consumers (paginated; X-Pagination header), filtered by status, desired_state, topic, group"""
+        """List consumers (paginated; X-Pagination header), filtered by status, desired_state, topic, group, name"""
         page, page_size = pagination_parameters.page, pagination_parameters.page_size
 
         def render(items: list[dict], total: int) -> tuple[RenderedPage, int]:
@@ -131,19 +132,23 @@ class ConsumerCollection(MethodView):
 
     @requires(Role.ADMIN, Action.CONSUMER_CREATE)
     @blp.arguments(ConsumerIn, example=CREATE_EXAMPLE)
+    @blp.arguments(CreateQuery, location="query")
     @blp.response(201, ConsumerOut, headers={"Location": {"description": "URL of the new consumer",
                                                          "schema": {"type": "string"}}})
-    def post(self, data):
-        """Create a consumer (desired_state 'stopped', status INACTIVE, generation 1)"""
+    def post(self, data, query):
+        """Create a consumer (desired_state 'stopped', status INACTIVE, generation 1); with ?validate=true only
+        after every check of POST /consumers/validate/ passed (422 otherwise)"""
+        if query["validate"]:
+            refuse_invalid(validate_consumer(data))
         consumer = services().consumers.create(data)
         return consumer, {"Location": url_for("consumers.ConsumerItem", consumer_id=consumer.id)}
 
 
-@blp.route("/<uuid:consumer_id>/")
+@blp.route("/<consumer:consumer_id>/")
 class ConsumerItem(MethodView):
     @requires(Role.VIEWER)
     @blp.response(200, ConsumerOut)
-    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
+    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id or name")
     def get(self, consumer_id):
         """Read one consumer"""
         return services().consumers.get(consumer_id)
@@ -151,14 +156,14 @@ class ConsumerItem(MethodView):
     @requires(Role.ADMIN, Action.CONSUMER_UPDATE)
     @blp.arguments(ConsumerPatch)
     @blp.response(200, ConsumerOut)
-    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
+    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id or name")
     def patch(self, changes, consumer_id):
         """Change user fields; a change to a running consumer bumps its generation (the supervisor restarts it)"""
         return services().consumers.update(consumer_id, changes)
 
     @requires(Role.ADMIN, Action.CONSUMER_DELETE)
     @blp.response(204)
-    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id")
+    @blp.alt_response(404, schema=ErrorSchema, description="No consumer with this id or name")
     def delete(self, consumer_id):
         """Delete a consumer and its processors; the supervisor stops its workers"""
         services().consumers.delete(consumer_id)

@@ -1,4 +1,4 @@
-"""/metrics: Prometheus text format (api/services/metrics.py). Needs the viewer role unless KCM_METRICS_PUBLIC=true."""
+"""/metrics: Prometheus text format (api/services/metrics.py). Needs an unscoped viewer unless KCM_METRICS_PUBLIC=true."""
 from __future__ import annotations
 
 from flask import Response
@@ -15,7 +15,7 @@ blp = Blueprint("metrics", __name__, description="Prometheus metrics")
 
 @blp.route("/metrics")
 class Metrics(MethodView):
-    @requires(Role.VIEWER)
+    @requires(Role.VIEWER, unscoped=True)  # every consumer's figures: a key limited to some groups gets none
     @blp.doc(responses={200: {"description": "Prometheus text exposition format 0.0.4",
                               "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def get(self):

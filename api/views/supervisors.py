@@ -16,7 +16,7 @@ blp = Blueprint("supervisors", __name__, url_prefix="/supervisors", description=
 
 @blp.route("/")
 class Supervisors(MethodView):
-    @requires(Role.VIEWER)
+    @requires(Role.VIEWER, unscoped=True)  # replicas of every consumer: not for a key limited to some groups
     @blp.response(200, SupervisorOut(many=True))
     @blp.alt_response(503, schema=ErrorSchema, description="Redis is unreachable")
     def get(self):

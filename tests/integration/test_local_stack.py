@@ -41,4 +41,7 @@ def test_status_and_env_report_the_running_stack():
     env = subprocess.run([str(SERVICES), "env"], capture_output=True, text=True, timeout=30).stdout
     assert set(line.split("=")[0] for line in env.splitlines()) == {
         "export KCM_KAFKA_BOOTSTRAP", "export KCM_DATABASE_URL", "export KCM_TEST_DATABASE_URL",
-        "export KCM_REDIS_URL"}
+        "export KCM_REDIS_URL",
+        # the SCRAM listener (docs/security.md): its address, user, and the password as a KCM_SECRET_ variable
+        "export KCM_LOCAL_KAFKA_SCRAM_BOOTSTRAP", "export KCM_LOCAL_KAFKA_SCRAM_USER", "export KCM_SECRET_KAFKA_PASSWORD"}
+    assert "scram" in status and "running" in status.split("scram", 1)[1].splitlines()[0]

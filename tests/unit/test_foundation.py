@@ -91,6 +91,16 @@ def test_supervisord_config_runs_the_procfile_commands():
     assert "-m supervisor" in conf
     assert "rq worker" in conf and keys.DEAD_LETTER_QUEUE in conf
     assert keys.DEAD_LETTER_QUEUE in _procfile()["deadletters"]
+
+
+def test_the_rq_worker_listens_to_the_dead_letter_and_the_alert_queues_everywhere():
+    queues = [keys.DEAD_LETTER_QUEUE, keys.ALERT_QUEUE]
+    assert shlex.split(_procfile()["deadletters"])[-2:] == queues
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert compose["deadletters"]["command"][-2:] == queues
+    conf = (ROOT / "deploy" / "supervisord" / "kcm.conf").read_text()
+    command = next(line for line in conf.splitlines() if line.startswith("command=") and "rq worker" in line)
+    assert shlex.split(command)[-2:] == queues
     assert "programs=" + ",".join(f"kcm-{name}" for name in LONG_RUNNING) in conf
 
 

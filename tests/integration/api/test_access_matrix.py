@@ -105,7 +105,8 @@ def test_every_operation_answers_every_kind_of_caller_as_declared(app):
     seen = 0
     for path, method, operation in operations(spec):
         ids = world(app)
-        url = path.format(**{name: ids[name] for name in ("consumer_id", "processor_id", "dl_id", "key_id")})
+        url = path.format(**{name: ids[name] for name in ("consumer_id", "processor_id", "dl_id", "key_id")},
+                          number=1)  # a consumer's first configuration version
         for caller in CALLERS:
             client = app.test_client(token=None if caller == "anonymous" else ids["tokens"][caller])
             response = client.open(url, method=method.upper(), json=body_for(method, path))

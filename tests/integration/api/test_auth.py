@@ -171,3 +171,89 @@ def test_metrics_needs_a_viewer_unless_declared_public(pg_clean, redis_client, r
             assert app.test_client(token=viewer).get("/metrics").status_code == 200
         finally:
             app.extensions[EXTENSION].close()
+
+
+# ---------------------------------------------------------------------- the per-process key cache
+@pytest.fixture
+def two_processes(pg_clean, redis_client, redis_test_url, pg_url):
+    """Two API apps on one database: two processes' worth of caches."""
+    apps = [make_app(pg_url, redis_test_url), make_app(pg_url, redis_test_url)]
+    yield apps
+    for app in apps:
+        app.extensions[EXTENSION].close()
+
+
+def database_checkouts(engine) -> list:
+    """Every connection the engine hands out from now on (each a round trip, at least)."""
+    seen = []
+    sa.event.listen(engine, "checkout", lambda *args: seen.append(1))
+    return seen
+
+
+def test_a_warm_list_costs_one_round_trip_and_a_revoke_is_refused_on_the_very_next_one(two_processes):
+    first, second = two_processes
+    key = create_key(first.test_client(), "viewer")
+    as_key = second.test_client(token=key["token"])
+    for _ in range(2):  # the key's lookup and the page, then both from the caches
+        assert as_key.get("/consumers/").status_code == 200
+    checkouts = database_checkouts(second.extensions[EXTENSION].engine)
+    assert as_key.get("/consumers/").status_code == 200
+    assert len(checkouts) == 1  # the change version, read once for the key and the page together
+
+    assert first.test_client().delete(f"/api-keys/{key['id']}/").status_code == 204
+    refused = as_key.get("/consumers/")
+    assert refused.status_code == 401 and "revoked" in refused.json["message"]
+    assert as_key.get("/processor-types/").status_code == 401  # every endpoint, not only the list
+
+
+def test_role_scope_and_row_changes_made_in_sql_apply_on_the_next_request(two_processes, pg_engine):
+    app = two_processes[0]
+    key = create_key(app.test_client(), "viewer")
+    as_key = app.test_client(token=key["token"])
+    assert as_key.get("/consumers/").status_code == 200 and as_key.get("/consumers/").status_code == 200
+    assert as_key.post("/consumers/", json=VALID_CONSUMER).status_code == 403
+    with pg_engine.begin() as conn:  # hand-written SQL: the trigger of migration 0006 moves the version
+        conn.execute(sa.text("UPDATE api_keys SET role = 'admin' WHERE id = :id"), {"id": key["id"]})
+    created = as_key.post("/consumers/", json=VALID_CONSUMER)
+    assert created.status_code == 201
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("""UPDATE api_keys SET scopes = '["other-*"]' WHERE id = :id"""), {"id": key["id"]})
+    assert as_key.get("/consumers/").json == []  # its page is the new scope's
+    assert as_key.get(f"/consumers/{created.json['id']}/").status_code == 404
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM api_keys WHERE id = :id"), {"id": key["id"]})
+    assert as_key.get("/consumers/").status_code == 401
+
+
+def test_without_a_version_row_every_request_looks_its_key_up(two_processes, pg_engine):
+    first, second = two_processes
+    key = create_key(first.test_client(), "viewer")
+    as_key = second.test_client(token=key["token"])
+    with pg_engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM kcm_changes"))
+    assert as_key.get("/consumers/").status_code == 200
+    with pg_engine.begin() as conn:  # a revoke no trigger can report (the counter is gone): still refused
+        conn.execute(sa.text("ALTER TABLE api_keys DISABLE TRIGGER USER"))
+        conn.execute(sa.text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE id = :id"), {"id": key["id"]})
+        conn.execute(sa.text("ALTER TABLE api_keys ENABLE TRIGGER USER"))
+    assert as_key.get("/consumers/").status_code == 401
+
+
+def test_a_scoped_key_cannot_read_metrics_or_supervisors(client, app):
+    """Both cover every consumer; they are not filtered by scope, so a scoped key is refused them."""
+    scoped = app.test_client(token=create_key(client, "admin", ["billing-*"])["token"])
+    for path in ("/metrics", "/supervisors/"):
+        refused = scoped.get(path)
+        assert refused.status_code == 403 and "not limited to consumer groups" in refused.json["message"], path
+    viewer = app.test_client(token=create_key(client, "viewer")["token"])
+    assert viewer.get("/metrics").status_code == 200 and viewer.get("/supervisors/").status_code == 200
+
+
+def test_the_api_engine_keeps_bound_values_out_of_database_errors(app):
+    """SQLAlchemy renders a failed statement's parameters into the error's text (and so into a logged
+    traceback) unless the engine hides them."""
+    engine = app.extensions[EXTENSION].engine
+    with pytest.raises(sa.exc.DBAPIError) as raised, engine.connect() as conn:
+        conn.execute(sa.text("SELECT CAST(:value AS text), 1 / 0"), {"value": "kcm_a-bound-secret"})
+    assert "division by zero" in str(raised.value)
+    assert "kcm_a-bound-secret" not in str(raised.value)

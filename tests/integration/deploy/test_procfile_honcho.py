@@ -27,9 +27,10 @@ def test_honcho_runs_every_procfile_process_and_stops_them(kcm_env, redis_test_u
         wait_http_ok(f"http://127.0.0.1:{port}/openapi.json", proc)
         wait_for(lambda: r.exists(keys.supervisor_key(kcm_env["KCM_SUPERVISOR_ID"])), timeout=30,
                  message="the supervisor's heartbeat key")
-        wait_for(lambda: any(keys.DEAD_LETTER_QUEUE.encode() in (r.hget(k, "queues") or b"")
+        wait_for(lambda: any({keys.DEAD_LETTER_QUEUE, keys.ALERT_QUEUE} <= set(
+                                 (r.hget(k, "queues") or b"").decode().split(","))
                              for k in r.smembers("rq:workers")), timeout=30,
-                 message="an rq worker on the dead-letter queue")
+                 message="an rq worker on the dead-letter and the alert queues")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

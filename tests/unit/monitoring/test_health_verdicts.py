@@ -87,6 +87,18 @@ def test_a_fatal_or_crash_looping_replica_is_err_whatever_the_lag():
     assert looping.verdict == Verdict.ERR and "crash-looping" in looping.reason
 
 
+def test_a_replica_starting_again_between_backoffs_stays_err_and_a_clean_start_does_not():
+    # between two BACKOFFs the supervisor moves the replica to STARTING: the verdict must not flap to OK there
+    samples = window([(1, 0)] * 4)
+    retrying = judge_consumer(samples, WINDOW, desired_running=True, replica_states=[(0, "STARTING")],
+                              failed_starts={0: 2})
+    assert retrying.verdict == Verdict.ERR
+    assert retrying.reason == "replica 0 is crash-looping (starting again after 2 failed starts)"
+    first_start = judge_consumer(samples, WINDOW, desired_running=True, replica_states=[(0, "STARTING")],
+                                 failed_starts={0: 0})
+    assert first_start.verdict == Verdict.OK
+
+
 def test_a_stopped_consumer_reads_stopped_with_its_partitions_still_judged():
     judged = judge_consumer(window([(7, 3)] * 4), WINDOW, desired_running=False, replica_states=[(0, "FATAL")])
     assert judged.verdict == Verdict.STOPPED and judged.partitions[0].verdict == Verdict.STOP
