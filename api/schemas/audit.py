@@ -1,7 +1,9 @@
 """Schemas of the audit trail (GET /audit/)."""
 from __future__ import annotations
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from datetime import UTC
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from api.schemas.common import UTCDateTime
 
@@ -21,6 +23,17 @@ class AuditQuery(Schema):
     def _ordered(self, data, **kwargs):
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise ValidationError({"until": ["Must not be before since."]})
+
+    @post_load
+    def _in_utc(self, data, **kwargs):
+        """Compared in UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts (a 500 before)."""
+        for name in ("since", "until"):
+            if data.get(name) is not None:
+                try:
+                    data[name] = data[name].astimezone(UTC)
+                except (OverflowError, ValueError):
+                    raise ValidationError({name: ["Out of range once converted to UTC."]}) from None
+        return data
 
 
 class AuditEventOut(Schema):

@@ -131,8 +131,10 @@ class PrivateKafka(_ScriptedService):
     name = "kafka"
 
     def __init__(self):
-        self.port, self.controller = free_port(), free_port()
-        super().__init__(KCM_LOCAL_KAFKA_PORT=self.port, KCM_LOCAL_KAFKA_CONTROLLER_PORT=self.controller)
+        self.port, self.controller, self.scram = free_port(), free_port(), free_port()
+        # every listener on a port of its own: the shared broker holds the default ones (19092-19094)
+        super().__init__(KCM_LOCAL_KAFKA_PORT=self.port, KCM_LOCAL_KAFKA_CONTROLLER_PORT=self.controller,
+                         KCM_LOCAL_KAFKA_SCRAM_PORT=self.scram)
         # the jars the shared stack fetched once: no second download
         (self.local / "kafka").mkdir()
         (self.local / "kafka" / "lib").symlink_to(SHARED_KAFKA_LIB)
