@@ -30,6 +30,7 @@ class ConsumerStatus(enum.StrEnum):
 class DesiredState(enum.StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
+    PAUSED = "paused"  # workers run and keep their partitions, and fetch nothing (POST /consumers/{id}/pause/)
 
 
 class CommandAction(enum.StrEnum):
