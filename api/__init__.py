@@ -16,7 +16,7 @@ API_TITLE = "kcm — Kafka Consumer Manager"
 API_VERSION = "1.0.0"
 VIEW_MODULES = ("consumers", "control", "status", "processors", "processor_types", "dead_letters", "api_keys",
                 "audit", "health", "metrics", "supervisors", "errors", "versions",
-                "validate")
+                "validate", "offsets")
 
 
 def _openapi_config(settings: Settings) -> dict:
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api.guards import install_request_guards
     from api.services.metrics import install_http_metrics
     from api.transport import install_transport
+    from api.ui import install_dashboard
 
     settings = settings or Settings.from_env()
     logging.getLogger("kcm").setLevel(settings.log_level.upper())
@@ -86,4 +87,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_request_guards(app)
     install_transport(app, settings)  # HSTS over HTTPS; X-Forwarded-* only from KCM_TRUSTED_PROXIES
     install_http_metrics(app)  # docs/monitoring.md
+    install_dashboard(app, settings)  # /ui/, the web dashboard (docs/dashboard.md)
     return app

@@ -12,13 +12,15 @@ import traceback
 import uuid
 
 BENCHMARKS = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "commit_interval",
+              "throughput_json_transform", "scaling_cpu",
               "worker_metrics",
-              "control_latency", "api_latency", "metrics_scrape", "footprint"]
+              "control_latency", "control_scale", "api_latency", "metrics_scrape", "footprint"]
 
 
 ENTRY = {"throughput_file": "throughput", "throughput_database": "throughput", "throughput_forward": "throughput",
          "scaling": "throughput", "commit_interval": "commit_interval",
-         "worker_metrics": "worker_metrics", "control_latency": "control",
+         "throughput_json_transform": "steps", "scaling_cpu": "steps",
+         "worker_metrics": "worker_metrics", "control_latency": "control", "control_scale": "control_scale",
          "api_latency": "api_latency", "metrics_scrape": "metrics_scrape", "footprint": "footprint"}
 
 

@@ -107,8 +107,9 @@ def load_results(directory: Path = RESULTS_DIR) -> list[dict]:
 
 
 ORDER = ["throughput_file", "throughput_database", "throughput_forward", "scaling", "commit_interval",
+         "throughput_json_transform", "scaling_cpu",
          "worker_metrics",
-         "control_latency", "api_latency", "metrics_scrape", "footprint"]
+         "control_latency", "control_scale", "api_latency", "metrics_scrape", "footprint"]
 
 
 def _verdict(met) -> str:

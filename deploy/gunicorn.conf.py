@@ -2,7 +2,7 @@
 (the Procfile, docker-compose.yml and deploy/supervisord/kcm.conf all use it; a ``--bind`` on the command line
 wins over ``bind`` here).
 
-- bind ``127.0.0.1:$PORT`` (8000), ``$WEB_CONCURRENCY`` workers (2), access and error log on stdout/stderr;
+- bind ``127.0.0.1:$PORT`` (8000; ``0.0.0.0:$PORT`` on a Heroku dyno, where ``DYNO`` is set), ``$WEB_CONCURRENCY`` workers (2), access and error log on stdout/stderr;
 - HTTPS when ``KCM_TLS_CERT`` and ``KCM_TLS_KEY`` name a PEM certificate (chain) and its key; TLS 1.2+;
 - no control socket: gunicorn >= 24 opens ``~/.gunicorn/gunicorn.ctl`` by default, which a second ``web`` on
   the same host would take over (kcm does not use gunicornc).
@@ -10,7 +10,8 @@ wins over ``bind`` here).
 import os
 import ssl
 
-bind = [f"127.0.0.1:{os.environ.get('PORT') or '8000'}"]
+# loopback unless on a Heroku dyno (it sets DYNO), whose router reaches web on 0.0.0.0:$PORT
+bind = [f"{'0.0.0.0' if os.environ.get('DYNO') else '127.0.0.1'}:{os.environ.get('PORT') or '8000'}"]
 workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
 accesslog = "-"
 errorlog = "-"

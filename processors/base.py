@@ -182,3 +182,46 @@ class BaseProcessor:
         """Offsets this processor stored itself (exactly-once sinks), as the next offset to read per
         ``(topic, partition)``. The worker seeks there on assignment. Default: none, Kafka's commit rules."""
         return {}
+
+    @classmethod
+    def stored_offsets(cls, config: dict, context, processor_id: str) -> dict[int, int] | None:
+        """The offsets a processor that keeps its own (an exactly-once sink) stored for ``context.topic``, as
+        ``{partition: next offset to read}``, read without opening the processor (GET
+        /consumers/{id}/offsets/). ``config`` is ``validate_config``'s result, ``context`` a
+        ``ProcessorContext`` (no Redis). None: this processor keeps no offsets (the default). Raise a
+        ``ProcessorError`` (its message shown to the operator, so never a secret) when the store cannot be read."""
+        return None
+
+    @classmethod
+    def reset_stored_offsets(cls, config: dict, context, processor_id: str, offsets: dict[int, int] | None) -> None:
+        """Make the stored offsets of ``context.topic`` say ``offsets`` (``{partition: next offset}``, moved
+        back as well as forward; other partitions untouched), or forget every one when ``offsets`` is None, so
+        the next start resumes exactly there (POST /consumers/{id}/offsets/reset/, DELETE .../offsets/). Called
+        only while every replica is stopped, after the group's committed offsets were changed the same way.
+        Default: nothing to do (a processor that keeps no offsets)."""
+
+
+class BaseStep(BaseProcessor):
+    """A processor that changes the batch for the processors after it instead of writing it anywhere (Kafka
+    Connect's single message transforms and predicates): ``filter``, ``json_transform``, or your own.
+
+    ``transform(batch)`` returns the messages that go on, in order: fewer (a filter's drops), or rebuilt
+    (``Record`` with the original topic, partition, offset, timestamp and headers). Work on the whole batch;
+    return ``batch`` itself when nothing changed. When it raises it must have changed nothing (it may update
+    the messages it returns, once it returns): the pipeline calls it again on halves of the batch to isolate a
+    message that raised ``PoisonMessageError`` (a value that does not parse), which then goes to the step's
+    ``on_error`` like a sink's (dead_letter/skip; retry fails the batch).
+
+    Offsets still follow the sinks: the worker stores the batch's offsets after every processor after the step
+    accepted what it let through, and a message a step drops counts as processed. A step keeps no offsets of
+    its own (``committed_offsets`` is not asked). A dead letter of a step belongs through the step and the
+    processors after it (``processors.pipeline.replay_through``, docs/delivery.md); ``process``, what a replay
+    to the step alone would call, refuses."""
+
+    def transform(self, batch: Batch) -> Sequence[MessageLike]:
+        raise NotImplementedError
+
+    def process(self, batch: Batch) -> None:
+        # a replay that reaches a step alone: its output would go nowhere, so fail it rather than report it done
+        raise FatalError(f"{type(self).__name__} is a step: a dead letter of a step is replayed through the step "
+                         "and the processors after it, not to the step alone")

@@ -359,6 +359,25 @@ class DatabaseSyncProcessor(BaseProcessor):
             return {}
         return {(t, p): o for t, p, o in rows if (t, p) in wanted}
 
+    @classmethod
+    def stored_offsets(cls, config: dict, context, processor_id: str) -> dict[int, int] | None:
+        """With ``exactly_once``: the ``kcm_offsets`` rows of this processor for ``context.topic``."""
+        if not config["exactly_once"]:
+            return None
+        from processors.database_offsets import OffsetStore
+
+        return OffsetStore(cls(config, consumer_id=context.consumer_id, processor_id=processor_id,
+                               context=context)).read()
+
+    @classmethod
+    def reset_stored_offsets(cls, config: dict, context, processor_id: str, offsets: dict[int, int] | None) -> None:
+        """With ``exactly_once``: set (back or forward) or delete the ``kcm_offsets`` rows, in one transaction."""
+        if config["exactly_once"]:
+            from processors.database_offsets import OffsetStore
+
+            OffsetStore(cls(config, consumer_id=context.consumer_id, processor_id=processor_id,
+                            context=context)).write(offsets)
+
     def discard(self) -> None:
         if self._sql is not None:
             return self._sql.discard()

@@ -19,6 +19,12 @@ batch into a fixed-bucket histogram (``latency``; ``KCM_WORKER_METRICS=false`` t
 processor per batch, never per message. ``published_stats()`` is what the heartbeat thread publishes
 (schema/worker_metrics.py); every error path also reports to the worker (``record_errors_with``) for its list of
 recent errors.
+
+**Steps** (``processors.base.BaseStep``: ``filter``, ``json_transform``) change the batch for the processors after
+them: ``deliver`` hands each later stage what the last step returned, and stops once a step has let nothing
+through. Retry, isolation and ``on_error`` apply to a step as to a sink (isolation keeps what the good halves
+returned, in order). The worker stores the offsets of the batch it consumed, so a dropped message counts as
+processed once every later stage accepted the rest. A consumer without steps walks the same loop as before.
 """
 from __future__ import annotations
 
@@ -38,7 +44,7 @@ from tenacity import (
 )
 
 from processors import registry
-from processors.base import BaseProcessor, FatalError, PoisonMessageError
+from processors.base import BaseProcessor, BaseStep, FatalError, PoisonMessageError
 from processors.context import ProcessorContext
 from processors.policy import DeliveryPolicy, load_policy, split_config
 from schema.ratelimited_log import Outages
@@ -60,8 +66,9 @@ class Pipeline:
                       for spec, _ in stages}
         self.latency = {spec.id: BatchLatency() for spec, _ in stages}
         self._timed = getattr(getattr(context, "settings", None), "worker_metrics", True)
-        # what deliver() walks: no dictionary lookup per stage per batch
-        self._plan = [(spec, processor, policy, self.stats[spec.id], self.latency[spec.id])
+        # what deliver() walks: no dictionary lookup per stage per batch; a step's attempt returns its output
+        self._plan = [(spec, processor, policy, self.stats[spec.id], self.latency[spec.id],
+                       self._transform if isinstance(processor, BaseStep) else self._attempt)
                       for (spec, processor), policy in zip(stages, self.policies, strict=True)]
         self._interrupted = threading.Event()
         self._wait = self._interrupted.wait
@@ -93,6 +100,9 @@ class Pipeline:
                 raise FatalError(f"processor {spec.id} ({spec.processor_type}) config invalid: {exc.messages}") from exc
             stages.append((spec, processor_cls(config, consumer_id=consumer_id, processor_id=spec.id,
                                                context=context)))
+        if stages and isinstance(stages[-1][1], BaseStep):
+            log.warning("processor %s (%s) is a step and the last processor: what it lets through goes nowhere",
+                        stages[-1][0].id, stages[-1][0].processor_type)
         return cls(stages, policies, consumer_id=consumer_id, context=context)
 
     def open(self) -> None:
@@ -119,7 +129,7 @@ class Pipeline:
         """Per processor, in order: its counters and its latency histogram (read by the heartbeat thread)."""
         return [{"id": spec.id, "type": spec.processor_type, **stats,
                  "latency": latency.published() if self._timed else None}
-                for spec, _processor, _policy, stats, latency in self._plan]
+                for spec, _processor, _policy, stats, latency, _attempt in self._plan]
 
     def _sleep(self, seconds: float) -> None:
         if not self._interrupted.is_set():
@@ -133,20 +143,26 @@ class Pipeline:
         if not batch:
             return
         timed = self._timed
-        for spec, processor, policy, stats, latency in self._plan:
+        for spec, processor, policy, stats, latency, attempt in self._plan:
             if timed:  # one perf_counter pair and one bucket increment per processor per batch
                 started = perf_counter()
-                self._deliver_stage(spec, processor, policy, batch)
+                passed = self._deliver_stage(spec, processor, policy, batch, attempt)
                 latency.observe(perf_counter() - started)
             else:
-                self._deliver_stage(spec, processor, policy, batch)
+                passed = self._deliver_stage(spec, processor, policy, batch, attempt)
             stats["batches"] += 1
+            if passed is not None:  # a step: the later stages get what it let through
+                if not passed:
+                    return
+                batch = passed
 
     # ------------------------------------------------------------------ policy
-    def _deliver_stage(self, spec: ProcessorSpec, processor: BaseProcessor, policy: DeliveryPolicy, batch) -> None:
+    def _deliver_stage(self, spec: ProcessorSpec, processor: BaseProcessor, policy: DeliveryPolicy, batch,
+                       attempt=None):
+        """Deliver ``batch`` to one stage under its policy; a step's output (None for a sink)."""
+        attempt = attempt or self._attempt
         try:  # the common case, without building the retry machinery for every batch (~30 µs each)
-            self._attempt(processor, batch)
-            return
+            return attempt(processor, batch)
         except FatalError:
             raise
         except PoisonMessageError as exc:  # a data error: retrying the whole batch cannot help
@@ -160,15 +176,14 @@ class Pipeline:
                         "for %s without retrying: %s", spec.id, spec.processor_type, len(batch), policy.on_error, exc)
             self._error(spec, "batch_failed", f"refused a batch of {len(batch)} for its data; isolating the "
                         f"failing message(s) for {policy.on_error}: {type(exc).__name__}: {exc}")
-            self._isolate(spec, processor, policy, batch, exc, 1)
-            return
+            return self._isolate(spec, processor, policy, batch, exc, 1, attempt)
         except Exception as exc:
             first_failure = [exc]
 
-        def attempt(processor, batch) -> None:
+        def again(processor, batch):
             if first_failure:  # tenacity counts, logs and waits after the attempt above as its first
                 raise first_failure.pop()
-            self._attempt(processor, batch)
+            return attempt(processor, batch)
 
         retrying = Retrying(
             stop=stop_after_attempt(policy.max_retries + 1) | stop_after_delay(policy.retry_timeout)
@@ -181,7 +196,7 @@ class Pipeline:
         )
         outage = self._retry_outages[f"processor {spec.id} ({spec.processor_type})"]
         try:
-            retrying(attempt, processor, batch)
+            passed = retrying(again, processor, batch)
         except FatalError:
             raise
         except Exception as exc:
@@ -197,13 +212,14 @@ class Pipeline:
                         "message(s) for %s", spec.id, spec.processor_type, attempts, len(batch), policy.on_error)
             self._error(spec, "batch_failed", f"failed {attempts} time(s) on a batch of {len(batch)}; isolating "
                         f"the failing message(s) for {policy.on_error}: {type(exc).__name__}: {exc}")
-            self._isolate(spec, processor, policy, batch, exc, attempts)
+            passed = self._isolate(spec, processor, policy, batch, exc, attempts, attempt)
             outage.recovered()  # the batch went through, bar the isolated messages
         else:
             outage.recovered()
         finally:
             if self._report is not None:
                 self._report("")
+        return passed
 
     def _attempt(self, processor: BaseProcessor, batch) -> None:
         try:
@@ -213,21 +229,32 @@ class Pipeline:
             processor.discard()  # a retried batch must not carry the failed attempt's leftovers
             raise
 
-    def _isolate(self, spec, processor, policy, batch, error: Exception, attempts: int) -> None:
-        """Halve a failing batch until the failing messages stand alone; the rest is delivered."""
+    @staticmethod
+    def _transform(step: BaseStep, batch) -> list:
+        passed = step.transform(batch)
+        return passed if isinstance(passed, list) else list(passed)
+
+    def _isolate(self, spec, processor, policy, batch, error: Exception, attempts: int, attempt=None):
+        """Halve a failing batch until the failing messages stand alone; the rest is delivered. Returns what
+        the delivered pieces of a step let through, in order (None for a sink)."""
+        attempt = attempt or self._attempt
+        passed: list | None = [] if attempt is self._transform else None  # a staticmethod: one object
         if len(batch) == 1:
             self._give_up(spec, policy, batch[0], error, attempts)
-            return
+            return passed
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
             if self._interrupted.is_set():  # warm stop: leave the rest undelivered, offsets not advanced
                 raise error
             try:
-                self._attempt(processor, half)
+                piece = attempt(processor, half)
             except FatalError:
                 raise
             except Exception as exc:
-                self._isolate(spec, processor, policy, half, exc, attempts + 1)
+                piece = self._isolate(spec, processor, policy, half, exc, attempts + 1, attempt)
+            if passed is not None:
+                passed.extend(piece)
+        return passed
 
     def _give_up(self, spec, policy, message, error: Exception, attempts: int) -> None:
         where = f"{message.topic()}/{message.partition()}@{message.offset()}"
@@ -265,6 +292,8 @@ class Pipeline:
         seeking past Kafka's commit for one exactly-once sink would skip messages for the others."""
         result: dict[tuple[str, int], int] | None = None
         for _spec, processor in self.stages:
+            if isinstance(processor, BaseStep):  # a step writes nothing: the sinks' offsets decide
+                continue
             own = processor.committed_offsets(partitions)
             if result is None:
                 result = dict(own)
@@ -286,3 +315,15 @@ def _dead_letter_queue(context: ProcessorContext | None):
     if not isinstance(context, ProcessorContext) or context.redis is None:
         raise FatalError("on_error=dead_letter needs a ProcessorContext with Redis for the rq dead-letter queue")
     return DeadLetterQueue(context)
+
+
+def replay_through(specs: list[ProcessorSpec], record, context: ProcessorContext) -> None:
+    """Deliver a dead letter of a step through that step and the processors after it (``specs``, in order, with
+    their current configs). Every failure raises, so the rq job is retried: no retries here, no new dead letter."""
+    strict = [dataclasses.replace(spec, on_error="retry", config={**spec.config, "max_retries": 0}) for spec in specs]
+    pipeline = Pipeline.build(strict, context=context)
+    pipeline.open()
+    try:
+        pipeline.deliver([record])
+    finally:
+        pipeline.close()

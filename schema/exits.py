@@ -10,6 +10,8 @@ EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Kafka could not be reached at start
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: a batch could not be delivered, or the worker crashed (redelivered after restart)
 EXIT_LEASE_HELD = 75  # EX_TEMPFAIL: another live process holds this replica's lease
 EXIT_CONFIG = 78  # EX_CONFIG: bad configuration, unknown processor, authentication failure -> FATAL at once
+# the supervisor's own: on the embedded SQLite database another live supervisor already runs (only one may)
+EXIT_SUPERVISOR_RUNNING = 73  # EX_CANTCREAT: the supervisor cannot register
 EXIT_COLD_STOP = 143  # a second SIGTERM: exit at once, commit nothing
 
 # how long a worker may try to reach Kafka at start before it exits EXIT_UNAVAILABLE (the supervisor's start

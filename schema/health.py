@@ -21,6 +21,7 @@ class Verdict(enum.StrEnum):
     STALL = "STALL"  # partition: a live worker holds it, yet its committed offset has not moved for the window
     REWIND = "REWIND"  # partition: the committed offset went backwards
     STOPPED = "STOPPED"  # consumer: its desired state is stopped (informational)
+    PAUSED = "PAUSED"  # consumer: its desired state is paused (informational: its lag grows by design)
     UNKNOWN = "UNKNOWN"  # consumer: no sample yet, or its cluster could not be read
 
 
@@ -120,13 +121,15 @@ def _partition_samples(window: Sequence[Sample], partition: int) -> list[tuple[f
 
 def judge_consumer(window: Sequence[Sample], thresholds: Thresholds, *, desired_running: bool,
                    replica_states: Iterable[tuple[int, str]] = (), held_partitions: Iterable[int] = (),
-                   unavailable: str | None = None, failed_starts: Mapping[int, int] | None = None
-                   ) -> ConsumerJudgement:
+                   unavailable: str | None = None, failed_starts: Mapping[int, int] | None = None,
+                   paused: bool = False) -> ConsumerJudgement:
     """``window``: the consumer's samples, oldest first. ``replica_states``: ``(replica, ProcessState value)``.
     ``failed_starts``: replica -> failed starts in a row (the state hash's ``retries``): a replica STARTING again
     after failed starts is still crash-looping, not recovered (its verdict must not flap between BACKOFFs).
     ``held_partitions``: the partitions a live worker reports in its heartbeat. ``unavailable``: why the newest
-    sample could not be taken (the cluster is unreachable), which makes the verdict UNKNOWN, not a stale one."""
+    sample could not be taken (the cluster is unreachable), which makes the verdict UNKNOWN, not a stale one.
+    ``paused``: the desired state is paused; its workers hold their partitions and commit nothing, which is no
+    STALL: the verdict is PAUSED unless a replica is failing (a crash loop still alarms)."""
     held = set(held_partitions)
     partitions = {}
     if window and unavailable is None:
@@ -141,6 +144,8 @@ def judge_consumer(window: Sequence[Sample], thresholds: Thresholds, *, desired_
         if state == "STARTING" and retries > 0:
             return ConsumerJudgement(Verdict.ERR, f"replica {replica} is crash-looping (starting again after "
                                                   f"{retries} failed start{'s' if retries > 1 else ''})", partitions)
+    if paused:
+        return ConsumerJudgement(Verdict.PAUSED, "the desired state is paused (lag is still measured)", partitions)
     if unavailable is not None:
         return ConsumerJudgement(Verdict.UNKNOWN, unavailable, partitions)
     if not window:

@@ -27,8 +27,12 @@ letters, which several parties act on by job id (ZADD/ZREM/DEL of one id are saf
       minute, from the heartbeats' counters, TTL (writer: lag monitor)
   kcm:consumer:{consumer_id}:alerted                string  JSON: the verdict and FATAL replicas last notified to
       KCM_ALERT_WEBHOOK_URL, so an alert is sent once, TTL (writer: lag monitor)
+  kcm:consumer:{consumer_id}:pause                  string  JSON: {"paused", "generation"}: the desired pause of the
+      consumer's live workers, TTL; a PUBLISH on the channel of the same name follows each write (writer: API)
   rq:queue:kcm-alerts, rq:job:{id}                  rq      webhook alerts. Writers: the lag monitor enqueues (in
       the transaction that updates :alerted); rq runs and retries them (the deadletters rq worker)
+  kcm:redis-sink:offsets:{stream}                   hash    in a redis_sink's TARGET Redis: the last offset written
+      to {stream} per consumer:processor:topic:partition, updated by the script that appends (writer: worker)
 """
 from __future__ import annotations
 
@@ -107,3 +111,23 @@ def throughput_key(consumer_id: object) -> str:
 
 def alerted_key(consumer_id: object) -> str:
     return f"{PREFIX}:consumer:{consumer_id}:alerted"
+
+
+# --- pause and resume (api/services/commands.py writes, workers/control.py reads; docs/redis-keys.md)
+PAUSE_TTL = 86_400  # seconds: a new worker takes the pause from its spec, the key only has to reach live ones
+
+
+def pause_key(consumer_id: object) -> str:
+    """The consumer's desired pause; also the name of the pub/sub channel that announces each write."""
+    return f"{PREFIX}:consumer:{consumer_id}:pause"
+
+
+# --- redis_sink (processors/redis_sink.py): a key of the sink's *target* Redis, next to the stream it writes
+def redis_sink_offsets_key(stream: bytes) -> bytes:
+    """The hash of the last offset appended to ``stream`` (a rendered, binary-safe stream name) per field
+    ``redis_sink_offset_field``: a redelivered batch finds its entries there and is skipped."""
+    return f"{PREFIX}:redis-sink:offsets:".encode() + stream
+
+
+def redis_sink_offset_field(consumer_id: object, processor_id: object, topic: str, partition: int) -> str:
+    return f"{consumer_id}:{processor_id}:{topic}:{int(partition)}"

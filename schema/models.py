@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Enum,
     ForeignKey,
@@ -53,6 +54,8 @@ class Consumer(Base):
     auto_offset_reset: Mapped[str] = mapped_column(String(16), default="earliest", server_default="earliest")
     # librdkafka security settings; secrets only as ${env:NAME} / ${file:/path} references
     security: Mapped[dict | None] = mapped_column(JSONType)
+    # labels a supervisor must carry to run this consumer ({"zone": "a"}; schema/placement.py), NULL: any
+    placement: Mapped[dict | None] = mapped_column(JSONType)
     status: Mapped[ConsumerStatus] = mapped_column(
         _enum(ConsumerStatus, "consumer_status"), default=ConsumerStatus.INACTIVE, index=True
     )
@@ -86,6 +89,41 @@ class DownstreamProcessor(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     consumer: Mapped[Consumer] = relationship(back_populates="downstream_processors")
+
+
+class SupervisorRow(Base):
+    """One registered supervisor (supervisor/slots.py): it heartbeats ``heartbeat_at`` and ``lease_expires_at``
+    (database time); a row whose lease expired is a dead supervisor, and its slots are free to take."""
+
+    __tablename__ = "kcm_supervisors"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # KCM_SUPERVISOR_ID
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[dict | None] = mapped_column(JSONType)  # KCM_SUPERVISOR_LABELS
+    max_workers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 0: no cap
+    draining: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")  # SIGTERM: giving up
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReplicaSlot(Base):
+    """One replica of a running (or paused) consumer, leased by at most one supervisor. ``epoch`` is the fencing
+    token: +1 on every claim, and every status write of the holder says ``WHERE epoch = :mine``. ``state`` is the
+    holder's view of the replica (a ProcessState value); ``consumers.status`` is folded from the slots."""
+
+    __tablename__ = "kcm_replica_slots"
+
+    consumer_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("consumers.id", ondelete="CASCADE"), primary_key=True)
+    replica: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(255), index=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    handover: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")  # being warm-stopped
+    state: Mapped[str | None] = mapped_column(String(16))
+    state_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ChangeCounter(Base):

@@ -93,6 +93,26 @@ def _retry_intervals(raw: str) -> tuple[int, ...]:
     return intervals
 
 
+# --- several supervisors (docs/runtime.md) ---------------------------------------------------------
+MIN_LEASE_TTL = 1.0
+
+
+def _lease_ttl(raw: str) -> float:
+    ttl = _convert("supervisor_lease_ttl", raw, float)
+    if ttl < MIN_LEASE_TTL:
+        raise SettingsError(f"KCM_SUPERVISOR_LEASE_TTL={raw!r} must be at least {MIN_LEASE_TTL:g} s")
+    return ttl
+
+
+def _labels(raw: str) -> dict[str, str]:
+    from schema.placement import LabelError, parse
+
+    try:
+        return parse(raw)
+    except LabelError as exc:
+        raise SettingsError(f"KCM_SUPERVISOR_LABELS: {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -126,6 +146,7 @@ class Settings:
     # security (docs/security.md); no defaults here, so a field added after these needs none either
     auth: str
     bootstrap_admin_token: str = field(repr=False)  # a credential: never in a repr or a log
+    ui_secret_key: str = field(repr=False)  # signs the dashboard's session cookies (docs/dashboard.md)
     oidc_issuer: str
     oidc_audience: str
     oidc_jwks_url: str
@@ -141,6 +162,10 @@ class Settings:
     secrets_dir: str
     allowed_brokers: str
     trusted_proxies: str
+    # several supervisors (docs/runtime.md, "Several supervisors")
+    supervisor_lease_ttl: float
+    max_workers: int
+    supervisor_labels: dict[str, str]
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -182,6 +207,7 @@ class Settings:
             # security (docs/security.md)
             "auth": _auth_mode(get("auth", "enabled")),
             "bootstrap_admin_token": _bootstrap_token(env.get("KCM_BOOTSTRAP_ADMIN_TOKEN", "").strip()),
+            "ui_secret_key": env.get("KCM_UI_SECRET_KEY", "").strip(),
             "oidc_issuer": get("oidc_issuer", ""),
             "oidc_audience": get("oidc_audience", ""),
             "oidc_jwks_url": get("oidc_jwks_url", ""),
@@ -196,6 +222,10 @@ class Settings:
             "secrets_dir": _absolute_dir("secrets_dir", get("secrets_dir", "/run/secrets")),
             "allowed_brokers": get("allowed_brokers", ""),
             "trusted_proxies": get("trusted_proxies", ""),
+            # several supervisors (docs/runtime.md, "Several supervisors")
+            "supervisor_lease_ttl": _lease_ttl(get("supervisor_lease_ttl", "10")),
+            "max_workers": _convert("max_workers", get("max_workers", "0"), int),
+            "supervisor_labels": _labels(get("supervisor_labels", "")),
         }
         return cls(**values)
 

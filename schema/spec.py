@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from schema.states import DesiredState
+
 SPEC_ENV = "KCM_WORKER_SPEC"
 # the supervisor's pid, so a worker can tell that its parent died (workers/parent.py)
 PARENT_PID_ENV = "KCM_SUPERVISOR_PID"
@@ -33,6 +35,9 @@ class WorkerSpec:
     auto_offset_reset: str = "earliest"
     security: dict = field(default_factory=dict)
     processors: tuple[ProcessorSpec, ...] = ()
+    # start paused (desired state paused): not part of the generation, so a pause never restarts a worker; a live
+    # worker follows the pause key instead (workers/control.py)
+    paused: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
@@ -62,6 +67,7 @@ class WorkerSpec:
                 )
                 for p in consumer.downstream_processors
             ),
+            paused=consumer.desired_state == DesiredState.PAUSED,
         )
 
 

@@ -17,6 +17,7 @@ class ProcessState(enum.StrEnum):
     FATAL = "FATAL"
     WAITING = "WAITING"  # wants to run, but a dependency the start needs (Redis) is down: no failed start
     UNKNOWN = "UNKNOWN"  # nothing has reported for this replica yet
+    PAUSED = "PAUSED"  # status only (api/services/status.py): RUNNING, holding its partitions, fetching nothing
 
 
 class ConsumerStatus(enum.StrEnum):
@@ -42,6 +43,8 @@ class CommandAction(enum.StrEnum):
     STOP = "stop"
     RESTART = "restart"
     DELETE = "delete"
+    PAUSE = "pause"
+    RESUME = "resume"
 
 
 # the replica states that make a consumer's status ERROR

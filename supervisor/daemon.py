@@ -1,26 +1,30 @@
 """The supervisor loop: reconcile desired state with processes, tick every replica, publish what it sees.
 
-Reconcile from the database on start, on every command in the Redis stream (a wake-up only) and every
-``KCM_RECONCILE_INTERVAL`` seconds regardless, so a lost command or a supervisor restart heals itself.
+Reconcile every consumer from the database on start and every ``KCM_RECONCILE_INTERVAL`` seconds, so a lost
+command or a supervisor restart heals itself; a command in the Redis stream (a wake-up only) reconciles just the
+consumer it names, so the work per command does not grow with the consumers stored. Only the replica slots this
+supervisor leases (supervisor/slots.py, coordinated in supervisor/assignment.py) get a worker.
 """
 from __future__ import annotations
 
 import logging
 import signal
 import time
+import uuid
 
 import redis
 import sqlalchemy.exc
 
 from schema.dead_letter_store import DeadLetterStore
-from schema.exits import CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT
+from schema.exits import CONNECT_TIMEOUT, EXIT_SUPERVISOR_RUNNING, REDIS_SOCKET_TIMEOUT
 from schema.ratelimited_log import Outages
 from schema.replica_machine import Timings
 from schema.settings import Settings
-from schema.states import ConsumerStatus, ProcessState, consumer_status
-from supervisor.desired import DesiredConsumer, load_desired, write_status
+from supervisor.assignment import Assignment
+from supervisor.desired import DesiredConsumer, load_desired
 from supervisor.redis_state import RedisState
 from supervisor.replica import Replica
+from supervisor.slots import AnotherSupervisor
 
 # every state hash is rewritten this often even when unchanged, so a Redis that lost its data heals; changes
 # are published on the tick they happen (rewriting hundreds of unchanged hashes every reconcile costs CPU)
@@ -29,6 +33,7 @@ FULL_REPUBLISH_SECONDS = 60.0
 log = logging.getLogger("kcm.supervisor")
 
 FAILED = object()  # what ``Supervisor._redis`` returns by default when the call failed
+ANY_EPOCH = 2**62  # a fenced delete that any holder's hash yields to: the consumer (or replica) is gone
 
 
 def timings_from(settings: Settings) -> Timings:
@@ -51,7 +56,7 @@ def timings_from(settings: Settings) -> Timings:
     )
 
 
-class Supervisor:
+class Supervisor(Assignment):
     def __init__(self, settings: Settings, session_factory, client: redis.Redis):
         self.settings = settings
         self.session_factory = session_factory
@@ -60,7 +65,6 @@ class Supervisor:
         self.timings = timings_from(settings)
         self.replicas: dict[tuple[str, int], Replica] = {}
         self.consumers: dict[str, DesiredConsumer] = {}
-        self.status_written: dict[str, ConsumerStatus] = {}
         self.published: dict[tuple[str, int], dict[str, str]] = {}
         self.stopping = False
         self.tick_seconds = min(0.5, max(0.05, settings.heartbeat_interval / 2))
@@ -70,6 +74,10 @@ class Supervisor:
         self._swept = False
         self._redis_up_since: float | None = None  # our Redis calls have all succeeded since then
         self._redis_outages = Outages(log, "RedisUnavailable")
+        self._commanded: set[str] = set()  # consumer ids the last commands named
+        self._placeheld: set[str] = set()  # stopped consumers whose STOPPED placeholder exists
+        self._placeheld_for: float | None = None
+        self._setup_slots()
 
     def _redis(self, what: str, fn, *args, default=FAILED):
         """``fn(*args)``; a Redis that is down gives ``default`` and is logged rate-limited (the first failure,
@@ -109,16 +117,29 @@ class Supervisor:
         self.stopping = True
 
     def run(self) -> int:
-        log.info("SupervisorStarted id=%s reconcile_interval=%s heartbeat_interval=%s", self.settings.supervisor_id,
-                 self.settings.reconcile_interval, self.settings.heartbeat_interval)
+        log.info("SupervisorStarted id=%s reconcile_interval=%s heartbeat_interval=%s lease_ttl=%s",
+                 self.settings.supervisor_id, self.settings.reconcile_interval, self.settings.heartbeat_interval,
+                 self.settings.supervisor_lease_ttl)
+        while self.slots is not None and not self.registered and not self.stopping:
+            try:
+                self.register()
+            except AnotherSupervisor as exc:
+                log.error("SupervisorRefused: %s", exc)
+                return EXIT_SUPERVISOR_RUNNING
+            if not self.registered:
+                time.sleep(1.0)  # the database is down: nothing can be run without a lease (logged rate-limited)
         self._redis("starting to read commands (reconciling from the database only until it is back)",
                     self.redis.start_reading_commands)
         while not self.stopping:
             woke = self._wait_for_commands()
             now = time.monotonic()
-            if woke or now >= self._next_reconcile:
+            if now >= self._next_reconcile:
                 self.reconcile()
                 self._next_reconcile = now + self.settings.reconcile_interval
+            elif woke:
+                self.reconcile(self._commanded)
+            self._commanded = set()
+            self.coordinate(balance_now=woke)
             self.step()
         self.shutdown()
         return 0
@@ -131,15 +152,26 @@ class Supervisor:
         for command in commands:
             log.info("CommandReceived consumer=%s action=%s generation=%s", command.get("consumer_id"),
                      command.get("action"), command.get("generation"))
+            cid = command.get("consumer_id", "")
+            try:
+                self._commanded.add(str(uuid.UUID(cid)))
+            except ValueError:
+                self._next_reconcile = 0.0  # a command naming no consumer: everything, now
         return bool(commands)
 
     def shutdown(self) -> None:
-        """Stop every worker gracefully (SIGTERM, SIGKILL after stopwaitsecs), then withdraw."""
+        """Drain: stop every worker gracefully (SIGTERM, SIGKILL after stopwaitsecs), releasing each slot as its
+        worker exits so the other supervisors take it at once; then withdraw."""
+        self.stopping = True
+        if self.slots is not None:
+            self.slots.draining = True  # the others leave us out of their share from the next renew on
         for replica in self.replicas.values():
             replica.want(None, running=False, generation=replica.machine.desired_generation)
             replica.retired = False  # keep their state hashes: they read STOPPED, not gone
         deadline = time.monotonic() + self.settings.stopwaitsecs + 5
-        while any(r.proc is not None for r in self.replicas.values()) and time.monotonic() < deadline:
+        while (any(r.proc is not None for r in self.replicas.values()) or (self.slots and self.slots.held)) \
+                and time.monotonic() < deadline:
+            self.coordinate()
             self.step()
             time.sleep(self.tick_seconds)
         for replica in self.replicas.values():
@@ -147,34 +179,54 @@ class Supervisor:
                 replica.proc.kill()
                 replica.proc.wait(5)
         self.step()
+        if self.slots is not None and self.registered:
+            self._db("withdrawing from the database", self.slots.withdraw)
         self._redis("withdrawing", self.redis.withdraw)
         log.info("SupervisorStopped id=%s", self.settings.supervisor_id)
 
     # ------------------------------------------------------------------ reconcile (desired state)
-    def reconcile(self) -> None:
+    def reconcile(self, only: set[str] | None = None) -> None:
+        """Load every consumer (the periodic full pass) or only those named (a command, a claim)."""
+        if only is not None and not only:
+            return
         try:
-            desired = load_desired(self.session_factory)
+            desired = load_desired(self.session_factory, only)
+            running = [(cid, c.replicas) for cid, c in desired.items() if c.running]
+            if self.slots is not None:
+                self.slots.ensure(running)
+                if only is None:
+                    self.slots.cleanup()
         except sqlalchemy.exc.SQLAlchemyError as exc:
             log.error("DatabaseUnavailable: %s", str(exc).splitlines()[0])
             return
-        self.consumers = desired
-        for cid, consumer in desired.items():
-            # what the database says now: a status someone else overwrote is corrected on the next step
-            self.status_written[cid] = consumer.status
-            for n, spec in enumerate(consumer.specs):
-                replica = self.replicas.get((cid, n))
-                if replica is None:
-                    replica = self.replicas[(cid, n)] = Replica(cid, n, self.timings)
-                replica.want(spec, running=consumer.running, generation=consumer.generation)
-        for (cid, n), replica in self.replicas.items():
-            consumer = desired.get(cid)
-            if consumer is None or n >= consumer.replicas:  # deleted, or replicas shrank
-                replica.want(None, running=False, generation=replica.machine.desired_generation)
-        for cid in list(self.status_written):
-            if cid not in desired:
-                del self.status_written[cid]
-        if not self._swept:
+        # state hashes nobody will delete: a deleted consumer's, and a stopped consumer's beyond its replicas
+        gone = (set(self.consumers) if only is None else only) - set(desired)
+        gone_replicas = {(cid, n): ANY_EPOCH for cid in gone if cid in self.consumers
+                         for n in range(self.consumers[cid].replicas)}
+        gone_replicas.update({(cid, n): ANY_EPOCH for cid, c in desired.items() if not c.running
+                              and cid in self.consumers for n in range(c.replicas, self.consumers[cid].replicas)})
+        if only is None:
+            self.consumers = desired
+        else:
+            for cid in only:
+                self.consumers.pop(cid, None)
+            self.consumers.update(desired)
+        self._placehold(desired, gone_replicas)
+        if not self._swept and only is None:
             self._sweep_forgotten_states(desired)
+
+    def _placehold(self, desired: dict[str, DesiredConsumer], gone: dict[tuple[str, int], int]) -> None:
+        """Stopped consumers read STOPPED though no supervisor holds them; a deleted one's placeholders go."""
+        if self._placeheld_for != self._redis_up_since:  # Redis came back (maybe empty): all again
+            self._placeheld.clear()
+            self._placeheld_for = self._redis_up_since
+        todo = [(cid, n, c.generation) for cid, c in desired.items() if not c.running and cid not in self._placeheld
+                for n in range(c.replicas)]
+        if gone:
+            self._redis("deleting a deleted consumer's placeholders", self.redis.delete_fenced, gone)
+        if todo and self._redis("writing stopped placeholders", self.redis.placehold, todo) is not FAILED:
+            self._placeheld.update(cid for cid, _n, _g in todo)
+        self._placeheld.difference_update({cid for cid, c in desired.items() if c.running} | {c for c, _n in gone})
 
     def _sweep_forgotten_states(self, desired: dict[str, DesiredConsumer]) -> None:
         """After a restart: drop state hashes of replicas deleted or scaled away while we were down."""
@@ -204,8 +256,8 @@ class Supervisor:
                 hb = self.redis.judge(heartbeats.get(replica.key), replica.proc.pid)
             replica.step(hb, redis_up_for)
         self._publish()
-        self._drop_retired()
-        self._write_statuses()
+        self._write_slot_states()
+        self._settle()
         self._beat()
 
     def _read_heartbeats(self) -> dict | None:
@@ -225,31 +277,18 @@ class Supervisor:
         now = time.monotonic()
         force = now >= self._next_republish
         changed = {}
-        for key, replica in self.replicas.items():
+        for key, replica in self.publishable().items():
             fields = replica.fields()
             if force or self.published.get(key) != fields:
                 changed[key] = fields
         if not changed:
             return
-        if self._redis("publishing states", self.redis.publish_states, changed) is FAILED:
+        states = {key: (self.replicas[key].epoch or 0, fields) for key, fields in changed.items()}
+        if self._redis("publishing states", self.redis.publish_states, states) is FAILED:
             return
         self.published.update(changed)
         if force:
             self._next_republish = now + max(self.settings.reconcile_interval, FULL_REPUBLISH_SECONDS)
-
-    def _drop_retired(self) -> None:
-        gone = [key for key, r in self.replicas.items()
-                if r.retired and r.proc is None and r.machine.state == ProcessState.STOPPED]
-        if not gone:
-            return
-        if self._redis("deleting states", self.redis.delete_states, gone) is FAILED:
-            return
-        for key in gone:
-            del self.replicas[key]
-            self.published.pop(key, None)
-            log.info("ReplicaRemoved consumer=%s replica=%s", *key)
-        deleted = {cid for cid, _n in gone if cid not in self.consumers}
-        self._purge_dead_letters({cid for cid in deleted if not any(k[0] == cid for k in self.replicas)})
 
     def _purge_dead_letters(self, consumer_ids: set[str]) -> None:
         """A deleted consumer's dead letters, once its last worker is gone: the API purged them at the
@@ -259,26 +298,6 @@ class Supervisor:
         store = DeadLetterStore(self.redis.client)
         for cid in sorted(consumer_ids):
             store.purge_logged(cid, log, reason="late-after-delete")
-
-    def _write_statuses(self) -> None:
-        # one pass over the replicas, not one per consumer: hundreds of stopped consumers stay cheap
-        states_by_consumer: dict[str, list] = {}
-        for (cid, _n), replica in self.replicas.items():
-            if not replica.retired:
-                states_by_consumer.setdefault(cid, []).append(replica.status_state)
-        for cid in self.consumers:
-            if cid not in self.status_written:
-                continue
-            status = consumer_status(states_by_consumer.get(cid, []))
-            if status == self.status_written[cid]:
-                continue
-            try:
-                write_status(self.session_factory, cid, status)
-            except sqlalchemy.exc.SQLAlchemyError as exc:
-                log.error("DatabaseUnavailable: writing status of %s: %s", cid, str(exc).splitlines()[0])
-                return
-            log.info("ConsumerStatus consumer=%s from=%s to=%s", cid, self.status_written[cid].value, status.value)
-            self.status_written[cid] = status
 
     def _beat(self) -> None:
         now = time.monotonic()

@@ -10,6 +10,28 @@ import redis
 from schema import keys
 from schema.replica_machine import Heartbeat
 
+# KEYS[1] a replica state hash, ARGV[1] our slot epoch, ARGV[2..] field, value, ...: written unless a newer holder
+# (a higher epoch) already writes it, so a supervisor that lost the slot cannot overwrite the new holder's word
+_PUBLISH = """
+local seen = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '')
+if seen and seen > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+_DELETE = """
+local seen = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '')
+if seen and seen > tonumber(ARGV[1]) then return 0 end
+return redis.call('DEL', KEYS[1])
+"""
+
+# a stopped consumer that no supervisor holds still reads STOPPED: a placeholder at epoch 0, written only where no
+# hash exists (any holder's word, epoch >= 1, wins), deleted with the consumer unless a holder wrote it since
+_PLACEHOLD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
 
 class RedisState:
     def __init__(self, client: redis.Redis, *, supervisor_id: str, heartbeat_interval: float):
@@ -19,6 +41,9 @@ class RedisState:
         self.heartbeat_ttl = heartbeat_interval * 3
         self.started_at = time.time()
         self.last_command_id = "$"
+        self._publish = client.register_script(_PUBLISH)
+        self._delete = client.register_script(_DELETE)
+        self._placehold = client.register_script(_PLACEHOLD)
 
     # ------------------------------------------------------------------ commands (wake-ups only)
     def start_reading_commands(self) -> None:
@@ -65,15 +90,51 @@ class RedisState:
         )
 
     # ------------------------------------------------------------------ replica state hashes (ours only)
-    def publish_states(self, states: dict[tuple[str, int], dict[str, str]]) -> None:
+    def publish_states(self, states: dict[tuple[str, int], tuple[int, dict[str, str]]]) -> None:
+        """``(consumer_id, replica) -> (slot epoch, fields)``; each written only while no higher epoch wrote it."""
         if not states:
             return
         pipe = self.client.pipeline(transaction=False)
         now = f"{time.time():.3f}"
-        for (cid, n), fields in states.items():
-            pipe.hset(keys.replica_state_key(cid, n), mapping={
-                **fields, "host": self.host, "supervisor_id": self.supervisor_id, "updated_at": now})
+        for (cid, n), (epoch, fields) in states.items():
+            mapping = {**fields, "host": self.host, "supervisor": self.supervisor_id,
+                       "supervisor_id": self.supervisor_id, "epoch": str(epoch), "updated_at": now}
+            args = [str(epoch)] + [item for pair in mapping.items() for item in pair]
+            self._publish(keys=[keys.replica_state_key(cid, n)], args=args, client=pipe)
         pipe.execute()
+
+    def delete_fenced(self, states: dict[tuple[str, int], int]) -> None:
+        """Delete each state hash unless a higher epoch than ours wrote it."""
+        if not states:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for (cid, n), epoch in states.items():
+            self._delete(keys=[keys.replica_state_key(cid, n)], args=[str(epoch)], client=pipe)
+        pipe.execute()
+
+    def placehold(self, stopped: list[tuple[str, int, int]]) -> None:
+        """A STOPPED state hash (epoch 0) for each ``(consumer_id, replica, generation)`` that has none."""
+        if not stopped:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        now = f"{time.time():.3f}"
+        for cid, n, generation in stopped:
+            mapping = {"state": "STOPPED", "pid": "", "generation": str(generation), "restarts": "0", "retries": "0",
+                       "backoff_delay": "0", "last_error": "", "degraded": "", "started_at": "", "host": self.host,
+                       "supervisor": self.supervisor_id, "supervisor_id": self.supervisor_id, "epoch": "0",
+                       "updated_at": now}
+            self._placehold(keys=[keys.replica_state_key(cid, n)], args=[x for pair in mapping.items() for x in pair],
+                            client=pipe)
+        pipe.execute()
+
+    def leases_held(self, replicas: list[tuple[str, int]]) -> set[tuple[str, int]]:
+        """The replicas whose worker lease (workers/lease.py) some process still holds."""
+        if not replicas:
+            return set()
+        pipe = self.client.pipeline(transaction=False)
+        for cid, n in replicas:
+            pipe.exists(keys.lease_key(cid, n))
+        return {replica for replica, found in zip(replicas, pipe.execute(), strict=True) if found}
 
     def our_state_keys(self) -> list[tuple[str, int]]:
         """Every replica state hash this supervisor wrote, including ones it forgot (it was restarted)."""

@@ -24,6 +24,8 @@ class Replica:
         self.proc: subprocess.Popen | None = None
         self.started_wall = 0.0
         self.retired = False  # consumer deleted or replicas shrank: drop once STOPPED
+        self.epoch: int | None = None  # the slot lease's fencing token it runs under (supervisor/slots.py)
+        self.fenced = False  # the slot went to another supervisor: stop, write nothing more, keep its state hash
 
     @property
     def key(self) -> tuple[str, int]:

@@ -2,7 +2,8 @@
 
 The thread also keeps the lease alive and watches the parent: a worker whose supervisor is gone stops. In the same
 pipeline as each beat it writes the errors recorded since the last one (workers/metrics.py); the beat carries the
-pipeline's per-processor counters and batch latency (``processors``, schema/worker_metrics.py).
+pipeline's per-processor counters and batch latency (``processors``, schema/worker_metrics.py). It starts and stops
+the pause watch (workers/control.py) with itself.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import redis
 from schema import keys
 from schema.exits import EXIT_LEASE_HELD
 from schema.ratelimited_log import Outage
+from workers.control import PauseWatch
 from workers.lease import Lease, LeaseLost
 from workers.metrics import ErrorLog
 from workers.parent import parent_gone
@@ -40,6 +42,9 @@ class WorkerStatus:
         self.errors = 0
         self.last_error = ""
         self.retrying = False  # a failing batch is being retried (partitions paused)
+        self.pause_wanted: bool | None = None  # the pause key's word (workers/control.py); None: none yet
+        self.paused = False  # the poll loop holds its partitions paused on request (POST .../pause/)
+        self.assignments = 0  # partition assignments received: unchanged across a pause and resume (no rebalance)
         self.recent_errors = ErrorLog()  # the error paths record here; the heartbeat writes them
         self.processors = None  # the pipeline's ``published_stats`` once the Runner attached it
 
@@ -57,6 +62,8 @@ class WorkerStatus:
             "errors": str(self.errors),
             "last_error": self.last_error,
             "retrying": "1" if self.retrying else "0",
+            "paused": "1" if self.paused else "0",
+            "assignments": str(self.assignments),
             "processors": json.dumps(self.processors() if self.processors is not None else [],
                                      separators=(",", ":")),
         }
@@ -78,6 +85,12 @@ class Heartbeat(threading.Thread):
         self._stop_event = threading.Event()
         self._first = True
         self._outage = Outage(log, "HeartbeatFailed", "heartbeat and lease")
+        self.pause_watch = PauseWatch(client, status, consumer_id, interval=interval)
+
+    def start(self) -> None:
+        self.pause_watch.read_now()
+        self.pause_watch.start()
+        super().start()
 
     def beat(self, *, alive: bool = True) -> None:
         """Write the heartbeat (``alive=False``: delete it, a clean exit) and the errors recorded since the last."""
@@ -119,6 +132,7 @@ class Heartbeat(threading.Thread):
         """A clean exit removes the heartbeat (alive means the key exists); a failed one leaves a last beat
         with ``phase=exited`` and ``last_error`` for the supervisor to read after it reaps us."""
         self._stop_event.set()
+        self.pause_watch.stop()
         if self.is_alive():
             self.join(self.interval + 1)
         if not clean:  # the worker's failed exit is the last of its recent errors

@@ -9,6 +9,11 @@ same backlog every time.
 Between retries of a failing batch the pipeline waits through ``wait_paused`` (after Kafka Connect's
 WorkerSinkTask): the assigned partitions are paused and the consumer keeps polling, so a long retry never
 costs the group membership; offsets are never stored for a partition revoked while its batch was in flight.
+
+A paused consumer (POST /consumers/{id}/pause/) is held the same way, between batches: the stored offsets are
+committed, every assigned partition (and any assigned later) is paused, and the loop keeps polling until the
+pause key says resume (``status.pause_wanted``, workers/control.py) or a stop is requested; librdkafka then
+fetches on from the position after the last delivered message, in the same process and group generation.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from schema.exits import (
     EXIT_UNAVAILABLE,
 )
 from schema.kafka_settings import refused_message
+from schema.ratelimited_log import Outage
 from schema.secrets import Redactor
 from workers.config import ConsumerConfigError, is_cooperative
 from workers.heartbeat import WorkerStatus
@@ -64,6 +70,8 @@ class Runner:
         self._last_logged: dict[str, float] = {}
         self._auth_error = ""
         self._paused = False  # waiting between retries: partitions assigned meanwhile are paused too
+        self._held = False  # paused on request (POST .../pause/): partitions assigned meanwhile are paused too
+        self._lost = Outage(log, "PartitionsLost", f"consumer={spec.consumer_id} replica={spec.replica} assignment")
         self._revoked: set[int] = set()  # partitions revoked or lost since the batch in flight was fetched
         self._commit_next = False  # commit right after the next stored batch (the first after an assignment)
         config = dict(config, error_cb=self._on_kafka_error)
@@ -109,15 +117,19 @@ class Runner:
 
     def _on_assign(self, consumer, partitions) -> None:
         resume = self.pipeline.committed_offsets([(tp.topic, tp.partition) for tp in partitions])
-        if resume or self._paused:  # an exactly-once sink keeps its own offsets: start where it says
+        holding = self._paused or self._held
+        if resume or holding:  # an exactly-once sink keeps its own offsets: start where it says
             for tp in partitions:
                 if (tp.topic, tp.partition) in resume:
                     tp.offset = resume[(tp.topic, tp.partition)]
             (consumer.incremental_assign if self._incremental else consumer.assign)(partitions)
-            if self._paused:  # handed over while we wait between retries: nothing is read until we resume
+            if holding:  # handed over while we wait between retries or are paused: nothing is read until resumed
                 consumer.pause(partitions)
         self.status.partitions = sorted({*self.status.partitions, *(f"{tp.topic}:{tp.partition}" for tp in partitions)})
+        self.status.assignments += 1
         self._commit_next = True
+        if partitions:
+            self._lost.recovered()  # after a loss: one line saying how long the replica held nothing
         log.info("PartitionsAssigned consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
                  ",".join(f"{tp.topic}:{tp.partition}" for tp in partitions))
 
@@ -130,11 +142,14 @@ class Runner:
                  ",".join(sorted(gone)))
 
     def _on_lost(self, consumer, partitions) -> None:
+        """librdkafka revokes involuntarily (no commit is possible): logged once per loss, then summarised while
+        it repeats (an empty assignment is reported lost again while the group cannot be rejoined), and once more
+        when partitions are assigned again (``_on_assign``)."""
         self._revoked.update(tp.partition for tp in partitions)
         gone = {f"{tp.topic}:{tp.partition}" for tp in partitions}
         self.status.partitions = [p for p in self.status.partitions if p not in gone]
-        log.warning("PartitionsLost consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
-                    ",".join(sorted(gone)))
+        self._lost.failed(f"lost (librdkafka: session timed out, member expired or max.poll.interval.ms exceeded), "
+                          f"rejoining the group: partitions={','.join(sorted(gone)) or '(none held)'}")
 
     # ------------------------------------------------------------------ life
     def request_stop(self, signum, _frame) -> None:
@@ -182,6 +197,9 @@ class Runner:
                  self.spec.replica, self.spec.generation, self.spec.topic, self.spec.group_id)
         batch_size, timeout = self.settings.batch_size, self.settings.batch_timeout
         while not self.stopping:
+            if self._paused_wanted():  # once per poll, never per message
+                self._hold()
+                continue
             if self._revoked:  # a rebalance since the last batch: only the next batch's partitions matter now
                 self._revoked.clear()
             batch = self.consumer.consume(num_messages=batch_size, timeout=timeout)
@@ -259,6 +277,45 @@ class Runner:
             assignment = self.consumer.assignment()
             if assignment:
                 self.consumer.resume(assignment)
+
+    # ------------------------------------------------------------------ paused on request
+    def _paused_wanted(self) -> bool:
+        """The pause key's word for this generation, else the spec's (a worker spawned while paused)."""
+        wanted = self.status.pause_wanted
+        return self.spec.paused if wanted is None else wanted
+
+    def _hold(self) -> None:
+        """Paused between batches: commit what was delivered, pause every assigned partition and keep polling
+        (group membership, heartbeats, max.poll.interval.ms, rebalances) until resumed or stopped. A message
+        fetched before the pause is rewound, so it comes again after the resume: no gap, no duplicate."""
+        self._commit_stored()
+        self._held = True
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.pause(assignment)
+        self.status.paused = True
+        log.info("ConsumerPaused consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
+                 ",".join(sorted(self.status.partitions)) or "(none yet)")
+        rewound: dict[int, int] = {}
+        try:
+            while not self.stopping and self._paused_wanted():
+                message = self.consumer.poll(POLL_WHILE_PAUSED)
+                if self._auth_error:
+                    raise WorkerExit(EXIT_CONFIG, self._auth_error)
+                if self._fatal_error is not None:
+                    raise WorkerExit(EXIT_SOFTWARE, f"KafkaFatalError: {self.redact(self._fatal_error.str())}")
+                if message is not None:
+                    self._rewind(message, rewound)
+        finally:
+            self._held = False
+            self.status.paused = False
+        if self.stopping:  # the stop path commits and closes: nothing to resume
+            return
+        assignment = self.consumer.assignment()
+        if assignment:
+            self.consumer.resume(assignment)
+        log.info("ConsumerResumed consumer=%s replica=%s partitions=%s", self.spec.consumer_id, self.spec.replica,
+                 ",".join(sorted(self.status.partitions)) or "(none yet)")
 
     def _rewind(self, message: Message, rewound: dict[int, int]) -> None:
         """A message read while paused (fetched before the pause): seek back so it comes again after resume."""

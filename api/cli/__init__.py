@@ -1,7 +1,7 @@
 """``kcm``, the command line client (console script ``kcm = api.cli:main``).
 
-Light on import: click and the standard library here; each command imports confluent-kafka (or, later, an HTTP
-client) only when it runs, so ``--help`` and shell completion stay fast. Exit codes: ``api.cli.errors``.
+Light on import: click and the standard library here; each command imports confluent-kafka, requests or PyYAML
+only when it runs, so ``--help`` and shell completion stay fast. Exit codes: ``api.cli.errors``.
 """
 from __future__ import annotations
 

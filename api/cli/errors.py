@@ -1,7 +1,8 @@
 """The ``kcm`` CLI's exit codes and the errors that carry them (the one place they are defined).
 
-0 ok, 1 the API or Kafka refused the request, 2 usage (click's own code for a bad command line), 3 the API or
-Kafka cannot be reached. An error prints one line (``Error: ...``) on stderr, never a traceback.
+0 ok, 1 the API or Kafka refused the request, 2 usage (click's own code for a bad command line, and a bad
+file or profile), 3 the API or Kafka cannot be reached. An error prints ``Error: ...`` on stderr (an API
+refusal adds its field errors, one per line), never a traceback.
 """
 from __future__ import annotations
 
@@ -23,3 +24,9 @@ class CannotConnect(click.ClickException):
     """The API or Kafka did not answer at all."""
 
     exit_code = CANNOT_CONNECT
+
+
+class BadInput(click.ClickException):
+    """A file, profile or option value the CLI cannot use (exit 2 like a usage error, without the usage line)."""
+
+    exit_code = USAGE

@@ -23,6 +23,18 @@ OFFSET_RESETS = ("earliest", "latest")
 MAX_PROCESSORS = 50
 
 
+class Placement(fields.Raw):
+    """Labels a supervisor must carry to run the consumer (schema/placement.py): a map, or 'key=value' strings."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        from schema.placement import LabelError, normalize
+
+        try:
+            return normalize(value)
+        except LabelError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 class SecuritySettings(fields.Dict):
     """A dict whose errors stay keyed by setting name (a validator would wrap them in a list)."""
 
@@ -107,6 +119,17 @@ def _fields(*, creating: bool) -> dict:
             },
             **default(None),
         ),
+        "placement": Placement(
+            allow_none=True,
+            metadata={
+                "description": "labels a supervisor must carry (KCM_SUPERVISOR_LABELS) to run this consumer: a map "
+                "{\"zone\": \"a\"} or a list [\"zone=a\"] (at most 16; stored as the map); none: any supervisor "
+                "(docs/runtime.md, Several supervisors)",
+                "oneOf": [{"type": "object", "additionalProperties": {"type": "string"}},
+                          {"type": "array", "items": {"type": "string"}}],
+            },
+            **default(None),
+        ),
         "downstream_processors": fields.List(
             fields.Nested(ProcessorIn),
             validate=validate.Length(max=MAX_PROCESSORS),
@@ -146,6 +169,8 @@ class ConsumerOut(Schema):
     replicas = fields.Integer(required=True)
     auto_offset_reset = fields.String(required=True)
     security = fields.Dict(allow_none=True, metadata={"description": "Secrets appear only as references"})
+    placement = fields.Dict(keys=fields.String(), values=fields.String(), allow_none=True,
+                            metadata={"description": "supervisor labels required to run it; null: any"})
     downstream_processors = fields.List(fields.Nested(ProcessorOut), required=True)
     status = fields.Enum(ConsumerStatus, by_value=True, required=True)
     desired_state = fields.Enum(DesiredState, by_value=True, required=True)

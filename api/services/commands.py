@@ -3,9 +3,13 @@
 A Stream, not pub/sub: an entry appended while no supervisor is listening stays readable (XREAD from the
 last id the supervisor saw), whereas a pub/sub message with no subscriber is dropped. PostgreSQL stays the
 source of truth either way; the supervisor's periodic reconcile catches anything a lost command missed.
+
+A pause or resume also reaches the consumer's live workers, which never read the database: ``announce_pause``
+writes the pause key and publishes it on the channel of the same name (workers/control.py follows both).
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -42,3 +46,14 @@ class CommandPublisher:
             )
             return None
         return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+    def announce_pause(self, consumer_id: object, generation: int, paused: bool) -> None:
+        """SET the consumer's pause key (with its generation: a later generation's workers take the pause from
+        their spec instead) and PUBLISH it, in one transaction. Raises ``redis.RedisError``: a pause the live
+        workers cannot learn of is refused, not reported done."""
+        key = keys.pause_key(consumer_id)
+        value = json.dumps({"paused": bool(paused), "generation": int(generation)}, separators=(",", ":"))
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(key, value, ex=keys.PAUSE_TTL)
+        pipe.publish(key, value)
+        pipe.execute()

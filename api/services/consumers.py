@@ -1,4 +1,4 @@
-"""Consumer desired state: create, read, update, delete, start, stop, restart.
+"""Consumer desired state: create, read, update, delete, start, stop, restart, pause, resume.
 
 Every mutating call changes the row and its ``generation`` in one transaction and appends a command to the
 Redis stream only **after** the commit, so the supervisor never wakes up to a change it cannot see yet.
@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import redis
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
@@ -37,7 +38,7 @@ from api.services.consumer_reads import (
     page_items,
     scope_values,
 )
-from api.services.errors import Invalid, NotFound, ServiceError
+from api.services.errors import Invalid, NotFound, ServiceError, Unavailable
 from api.services.page_cache import RenderedPageCache, read_change_version
 from schema.models import ChangeCounter, Consumer, DownstreamProcessor
 from schema.states import CommandAction, DesiredState
@@ -59,18 +60,32 @@ class NameTaken(ServiceError):
         super().__init__(message, {"json": {"name": [message]}})
 
 
+class NotPausable(ServiceError):
+    """A pause of a consumer that runs no workers, or a resume of one that is stopped (409)."""
+
+    status_code = 409
+
+
+# desired states in which the supervisor keeps the consumer's workers (a paused one's hold their partitions)
+LIVE_STATES = frozenset({DesiredState.RUNNING, DesiredState.PAUSED})
+
+
 @dataclass(frozen=True)
 class ControlResult:
     consumer: Consumer
     action: CommandAction
     changed: bool  # False when the call found the consumer already in the asked state
+    kept_workers: bool = False  # paused or resumed in place: same generation, same processes
 
     @property
     def message(self) -> str:
-        verb = {CommandAction.START: "start", CommandAction.STOP: "stop", CommandAction.RESTART: "restart"}
         if not self.changed:
             return f"consumer is already {self.consumer.desired_state.value}; nothing changed"
-        return f"{verb[self.action]} requested; the supervisor applies generation {self.consumer.generation}"
+        if self.kept_workers:
+            verb = "paused" if self.action == CommandAction.PAUSE else "resumed"
+            return (f"{verb}: the live workers keep generation {self.consumer.generation}, their partitions and "
+                    "their group membership")
+        return f"{self.action.value} requested; the supervisor applies generation {self.consumer.generation}"
 
 
 def load_consumer(session: Session, consumer_id: uuid.UUID, *, lock: bool = False) -> Consumer:
@@ -92,8 +107,9 @@ def check_visible(actor: Actor, consumer: Consumer) -> None:
 
 
 def bump_if_running(consumer: Consumer) -> None:
-    """A config change to a running consumer needs new processes: a new generation tells the supervisor."""
-    if consumer.desired_state == DesiredState.RUNNING:
+    """A config change to a running (or paused) consumer needs new processes: a new generation tells the
+    supervisor; a paused consumer's new workers start paused (their spec says so)."""
+    if consumer.desired_state in LIVE_STATES:
         consumer.generation += 1
 
 
@@ -385,6 +401,7 @@ class ConsumerService:
         self.publisher.publish(consumer_id, generation, CommandAction.DELETE)
 
     def start(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
+        """Start a stopped consumer (new generation); a paused one is resumed (same generation, no restart)."""
         return self._control(consumer_id, CommandAction.START, Action.CONSUMER_START, actor)
 
     def stop(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
@@ -393,23 +410,58 @@ class ConsumerService:
     def restart(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
         return self._control(consumer_id, CommandAction.RESTART, Action.CONSUMER_RESTART, actor)
 
+    def pause(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
+        """Running -> paused without a new generation: the workers keep their processes and partitions and stop
+        fetching. Idempotent on a paused consumer; a 409 on a stopped one (there is nothing to pause)."""
+        return self._control(consumer_id, CommandAction.PAUSE, Action.CONSUMER_PAUSE, actor)
+
+    def resume(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
+        """Paused -> running without a new generation. Idempotent on a running consumer; a 409 on a stopped
+        one (``start`` starts it)."""
+        return self._control(consumer_id, CommandAction.RESUME, Action.CONSUMER_RESUME, actor)
+
     def _control(self, consumer_id: uuid.UUID, action: CommandAction, audit_action: Action,
                  actor: Actor | None) -> ControlResult:
         actor = actor or current_actor()
-        target = DesiredState.STOPPED if action == CommandAction.STOP else DesiredState.RUNNING
+        target = {CommandAction.STOP: DesiredState.STOPPED, CommandAction.PAUSE: DesiredState.PAUSED}.get(
+            action, DesiredState.RUNNING)
         with self.sessions() as session, session.begin():
             consumer = load_consumer(session, consumer_id, lock=True)
             check_visible(actor, consumer)
             before = {"desired_state": consumer.desired_state.value, "generation": consumer.generation}
+            if action in _NOT_PAUSABLE and consumer.desired_state == DesiredState.STOPPED:
+                raise NotPausable(_NOT_PAUSABLE[action])
+            # pause, resume and the start of a paused consumer keep the workers: same generation, same processes
+            keeps_workers = action != CommandAction.RESTART and {consumer.desired_state, target} <= LIVE_STATES
             # restart always means new processes (and clears a FATAL crash loop); start/stop are idempotent
             changed_state = action == CommandAction.RESTART or consumer.desired_state != target
             if changed_state:
                 consumer.desired_state = target
-                consumer.generation += 1
+                if not keeps_workers:
+                    consumer.generation += 1
                 consumer = self.reload(session, consumer_id)
+            if keeps_workers and (changed_state or action in _NOT_PAUSABLE):
+                self._announce_pause(consumer)  # a repeated pause/resume re-sends: heals a worker that missed it
             after = {"desired_state": consumer.desired_state.value, "generation": consumer.generation}
             audit.record(session, actor, audit_action, target_type="consumer", target_id=consumer_id,
                          before=before, after=after)
         # published even when nothing changed: a harmless wake-up that makes the supervisor reconcile now
         self.publisher.publish(consumer.id, consumer.generation, action)
-        return ControlResult(consumer, action, changed_state)
+        return ControlResult(consumer, action, changed_state, kept_workers=keeps_workers)
+
+    def _announce_pause(self, consumer: Consumer) -> None:
+        """Tell the live workers, inside the locked transaction: concurrent calls reach Redis in commit order,
+        and a Redis that cannot be told refuses the call (rolled back) instead of leaving workers unaware."""
+        try:
+            self.publisher.announce_pause(consumer.id, consumer.generation,
+                                          consumer.desired_state == DesiredState.PAUSED)
+        except redis.RedisError as exc:
+            raise Unavailable(f"Redis is unreachable ({type(exc).__name__}): the consumer's live workers cannot be "
+                              "told, so nothing changed; try again when Redis is back") from exc
+
+
+_NOT_PAUSABLE = {
+    CommandAction.PAUSE: "consumer is stopped: there are no workers to pause (POST /consumers/{id}/start/ first; "
+                         "a paused consumer keeps its workers and their group membership)",
+    CommandAction.RESUME: "consumer is stopped, not paused: POST /consumers/{id}/start/ starts it",
+}

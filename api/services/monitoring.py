@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import redis
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from api.services.errors import Unavailable
 from api.services.status import iso_utc
@@ -114,6 +115,9 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+READY_CONNECT_TIMEOUT_SECONDS = 2  # libpq's minimum
+
+
 @dataclass
 class Readiness:
     """GET /readyz: the database answers and is migrated to the newest revision, Redis answers."""
@@ -130,6 +134,15 @@ class Readiness:
 
         return set(ScriptDirectory.from_config(alembic_config(self.database_url)).get_heads())
 
+    @cached_property
+    def probe_engine(self) -> Engine:
+        """A connection of its own per check, bounded: a partitioned database must not hold a gunicorn worker
+        (the liveness probe needs one), and a pooled connection proves nothing about the server now."""
+        if self.engine.url.get_backend_name() != "postgresql":
+            return self.engine
+        return create_engine(self.engine.url, poolclass=NullPool, hide_parameters=True,
+                             connect_args={"connect_timeout": READY_CONNECT_TIMEOUT_SECONDS})
+
     def checks(self) -> dict[str, dict]:
         return {"database": self._database(), "redis": self._redis()}
 
@@ -137,7 +150,7 @@ class Readiness:
         from alembic.migration import MigrationContext
 
         try:
-            with self.engine.connect() as conn:
+            with self.probe_engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
                 current = set(MigrationContext.configure(conn).get_current_heads())
         except Exception as exc:  # noqa: BLE001 (any failure means not ready; only its type is shown)

@@ -5,9 +5,10 @@ The API only reads these keys (one writer per key: the supervisor owns ``replica
 
 Truthful, not just reported (docs/runtime.md, "What the status says"): a replica is RUNNING only when its own
 current process (pid and generation of the state hash) heartbeats and holds partitions, or has none to hold (the
-consumer's other live replicas hold them); a replica whose supervisor stopped heartbeating is UNKNOWN and
+consumer's other live replicas hold them), and PAUSED when that process says it is paused (it still holds them and
+heartbeats, and fetches nothing); a replica whose supervisor stopped heartbeating is UNKNOWN and
 ``stale``; the consumer's ``status`` column, written by the supervisor (a dead one cannot correct it), is folded
-with what is live: ACTIVE only if at least one replica really runs.
+with what is live: ACTIVE only if at least one replica really runs or is paused (its workers are up).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ SEVERITY = [
     ProcessState.UNKNOWN,  # only a replica that reported but is not what it reported (stale, not beating)
     ProcessState.STARTING,
     ProcessState.STOPPING,
+    ProcessState.PAUSED,  # a consumer is RUNNING only when no replica is paused
     ProcessState.RUNNING,
     ProcessState.STOPPED,
 ]
@@ -102,6 +104,9 @@ def replica_status(replica: int, state: dict[str, str], heartbeat: dict[str, str
     elif reported == ProcessState.RUNNING and not partitions and not partitions_elsewhere:
         truth = ProcessState.STARTING
         reason = "consuming no partition yet (waiting for an assignment, or the topic is missing)"
+    elif reported == ProcessState.RUNNING and beat.get("paused") == "1":
+        truth = ProcessState.PAUSED
+        reason = "paused: holds its partitions and its group membership, fetches nothing (POST .../resume/)"
     if reason is None and state.get("degraded"):
         reason = {"retrying": "retrying a failing batch (partitions paused)",
                   "recovering": "exited abnormally or failed to start recently; not yet stable"}.get(
@@ -117,6 +122,7 @@ def replica_status(replica: int, state: dict[str, str], heartbeat: dict[str, str
         "pid": _int(either.get("pid")),
         "host": either.get("host") or None,
         "supervisor_id": state.get("supervisor_id") or None,
+        "epoch": _int(state.get("epoch")),  # the holder's slot lease (fencing token), docs/runtime.md
         "generation": _int(either.get("generation")),
         "started_at": iso_utc(either.get("started_at")),
         "last_heartbeat": iso_utc(beat.get("last_heartbeat")),
@@ -194,12 +200,17 @@ class StatusService:
             raise Unavailable(f"Redis is unreachable, the live status cannot be read ({type(exc).__name__})") from exc
 
 
+# a paused replica's worker is up and holds the group: the seed status stays ACTIVE (``state`` says PAUSED)
+LIVE_REPLICA_STATES = frozenset({ProcessState.RUNNING, ProcessState.PAUSED})
+WANTED_LIVE = frozenset({DesiredState.RUNNING.value, DesiredState.PAUSED.value})
+
+
 def folded_status(written, desired_state, replicas: list[dict]) -> tuple[ConsumerStatus, str | None]:
     """The supervisor's ``consumers.status`` folded with what is live now, and why it differs (or None)."""
     written = ConsumerStatus(written) if written else ConsumerStatus.INACTIVE
-    running = any(r["state"] == ProcessState.RUNNING for r in replicas)
+    running = any(r["state"] in LIVE_REPLICA_STATES for r in replicas)
     stale = [r["replica"] for r in replicas if r.get("stale")]
-    wanted = str(getattr(desired_state, "value", desired_state)) == DesiredState.RUNNING.value
+    wanted = str(getattr(desired_state, "value", desired_state)) in WANTED_LIVE
     if stale and wanted and not running:
         return ConsumerStatus.ERROR, "the supervisor of this consumer is not heartbeating: nothing consumes"
     if written == ConsumerStatus.ACTIVE and not running:

@@ -31,6 +31,18 @@ else
 fi
 export KCM_BOOTSTRAP_ADMIN_TOKEN
 
+# The dashboard's session-signing key: generated once like the token, shared by every web worker
+UI_SECRET_FILE="$LOCAL/ui-secret"
+if [[ -z "${KCM_UI_SECRET_KEY:-}" ]]; then
+  mkdir -p "$LOCAL"
+  if [[ ! -s "$UI_SECRET_FILE" ]]; then
+    (umask 077 && python -c 'import secrets; print(secrets.token_urlsafe(32))' >"$UI_SECRET_FILE")
+  fi
+  chmod 600 "$UI_SECRET_FILE"
+  KCM_UI_SECRET_KEY="$(cat "$UI_SECRET_FILE")"
+fi
+export KCM_UI_SECRET_KEY
+
 python -m schema.migrate
 cat <<EOT
 

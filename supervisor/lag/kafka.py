@@ -1,7 +1,8 @@
 """What the lag monitor asks one Kafka cluster, batched: per sample one metadata request, one
 ``list_consumer_group_offsets`` per group, one ``list_offsets`` for the high and one for the low watermarks of
-every partition of every topic watched on the cluster; and, for lag in seconds, the timestamp of the oldest
-unconsumed message of each lagging partition, read once per (partition, offset) by a short-lived consumer.
+every partition of every topic watched on the cluster (those reads are schema/kafka_offsets.py's); and, for lag
+in seconds, the timestamp of the oldest unconsumed message of each lagging partition, read once per (partition,
+offset) by a short-lived consumer.
 """
 from __future__ import annotations
 
@@ -11,31 +12,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import (
-    OFFSET_INVALID,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from schema import kafka_offsets
+from schema.kafka_offsets import KafkaUnavailable, Watermarks, error_code
 
 log = logging.getLogger("kcm.lag")
 
-REQUEST_TIMEOUT = 10.0
 READ_TIMEOUT = 5.0  # the longest wait for the oldest messages of one sample
 READER_GROUP = "kcm-lag-monitor"  # assign() only: never joins a group, never commits
 
-
-class ClusterUnavailable(Exception):
-    """The cluster could not be read; the message names the Kafka error code only (no configuration value)."""
-
-
-@dataclass(frozen=True)
-class Watermarks:
-    low: int
-    high: int
+ClusterUnavailable = KafkaUnavailable  # the lag monitor's name for it; the message names the Kafka error code only
 
 
 @dataclass
@@ -46,67 +38,24 @@ class ClusterOffsets:
     group_errors: dict[str, str]  # group -> why its offsets could not be read
 
 
-def _code(exc: BaseException) -> str:
-    """A Kafka error by its code name: librdkafka's text can echo broker addresses and settings."""
-    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else None
-    if isinstance(error, KafkaError):
-        return error.name()
-    return type(exc).__name__
-
-
 class Cluster:
+    """The Kafka reads themselves are schema/kafka_offsets.py's, shared with the offsets API."""
+
     def __init__(self, config: dict):
         self.config = config
-        self.admin = AdminClient({**config, "socket.connection.setup.timeout.ms": 5000})
+        self.admin = kafka_offsets.admin_client(config)
         self.reader = OldestMessageReader(config)
 
     def offsets(self, groups: dict[str, set[str]]) -> ClusterOffsets:
         """``groups``: consumer group -> the topics kcm consumes with it on this cluster."""
         topics = sorted(set().union(*groups.values())) if groups else []
-        try:
-            metadata = self.admin.list_topics(timeout=REQUEST_TIMEOUT)
-        except KafkaException as exc:
-            raise ClusterUnavailable(f"Kafka cluster unreachable ({_code(exc)})") from None
-        partitions = {t: sorted(metadata.topics[t].partitions) for t in topics
-                      if t in metadata.topics and metadata.topics[t].error is None}
+        partitions = kafka_offsets.topic_partitions(self.admin, topics)
         tps = [TopicPartition(t, p) for t, ps in partitions.items() for p in ps]
-        committed, group_errors = self._committed(groups, partitions)
-        watermarks = self._watermarks(tps) if tps else {}
+        requests = {group: [TopicPartition(t, p) for t in sorted(topics) for p in partitions.get(t, ())]
+                    for group, topics in groups.items()}
+        committed, group_errors = kafka_offsets.committed_offsets(self.admin, requests)
+        watermarks = kafka_offsets.watermarks(self.admin, tps)
         return ClusterOffsets(partitions, watermarks, committed, group_errors)
-
-    def _committed(self, groups: dict[str, set[str]], partitions: dict[str, list[int]]):
-        futures = {}
-        for group, topics in groups.items():
-            wanted = [TopicPartition(t, p) for t in sorted(topics) for p in partitions.get(t, ())]
-            if wanted:
-                request = [ConsumerGroupTopicPartitions(group, wanted)]
-                futures[group] = next(iter(self.admin.list_consumer_group_offsets(
-                    request, request_timeout=REQUEST_TIMEOUT).values()))
-        committed: dict[tuple[str, str, int], int | None] = {}
-        errors: dict[str, str] = {}
-        for group, future in futures.items():
-            try:
-                result = future.result(REQUEST_TIMEOUT + 5)
-            except KafkaException as exc:
-                errors[group] = f"committed offsets unreadable ({_code(exc)})"
-                continue
-            for tp in result.topic_partitions:
-                committed[(group, tp.topic, tp.partition)] = None if tp.offset == OFFSET_INVALID or tp.offset < 0 \
-                    else tp.offset
-        return committed, errors
-
-    def _watermarks(self, tps: list[TopicPartition]) -> dict[tuple[str, int], Watermarks]:
-        found: dict[str, dict[tuple[str, int], int]] = {}
-        for name, spec in (("high", OffsetSpec.latest()), ("low", OffsetSpec.earliest())):
-            futures = self.admin.list_offsets({tp: spec for tp in tps}, request_timeout=REQUEST_TIMEOUT)
-            values = {}
-            for tp, future in futures.items():
-                try:
-                    values[(tp.topic, tp.partition)] = future.result(REQUEST_TIMEOUT + 5).offset
-                except KafkaException as exc:
-                    raise ClusterUnavailable(f"watermarks unreadable ({_code(exc)})") from None
-            found[name] = values
-        return {key: Watermarks(low=found["low"][key], high=found["high"][key]) for key in found["high"]}
 
     def close(self) -> None:
         self.reader.cache.clear()
@@ -157,7 +106,7 @@ class OldestMessageReader:
                 log.warning("LagTimestampTimeout: the oldest message of %d partition(s) was not read in %.0f s",
                             len(pending), READ_TIMEOUT)
         except KafkaException as exc:
-            log.warning("LagTimestampFailed: %s", _code(exc))
+            log.warning("LagTimestampFailed: %s", error_code(exc))
         finally:
             consumer.close()
         return found

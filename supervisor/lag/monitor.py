@@ -7,6 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 
+from schema import kafka_offsets
 from schema.health import ConsumerJudgement, PartitionSample, Sample, Thresholds, judge_consumer, since
 from schema.settings import Settings
 from supervisor.lag.alerts import AlertSender, ConsumerFacts
@@ -24,30 +25,12 @@ def thresholds_from(settings: Settings) -> Thresholds:
 
 
 def cluster_config(watched: Watched, settings: Settings, environ: Mapping[str, str]) -> dict:
-    """librdkafka settings for the consumer's cluster, through the same rules a worker applies at start (the
-    broker address policy, the security allowlist, confined secret references). Raises ClusterUnavailable
-    with a message that names the rule, never a value."""
-    from schema import kafka_settings
-    from schema.brokers import BrokerPolicy
-    from schema.secrets import SecretPolicy
-
-    try:
-        brokers = BrokerPolicy.of(settings)
-        if brokers.check_servers([s for s in watched.bootstrap_servers.split(",") if s.strip()]):
-            raise ClusterUnavailable("the brokers are not allowed by KCM_ALLOWED_BROKERS")
-        security = kafka_settings.resolve(watched.security or None, SecretPolicy.of(settings), brokers, environ)
-    except ClusterUnavailable:
-        raise
-    except ValueError as exc:  # SettingRefused, SecretError, a malformed policy: all ValueErrors
-        raise ClusterUnavailable(f"the security settings cannot be used ({type(exc).__name__})") from None
-    return {"bootstrap.servers": watched.bootstrap_servers, **(security or {})}
+    """librdkafka settings for the consumer's cluster, through the rules a worker applies at start
+    (schema/kafka_offsets.py). Raises ClusterUnavailable with a message that names the rule, never a value."""
+    return kafka_offsets.client_config(watched.bootstrap_servers, watched.security, settings, environ)
 
 
-def _start_offset(committed: int | None, low: int, high: int, from_beginning: bool) -> int:
-    """The first offset the group has not consumed (a group that never committed starts where its
-    auto_offset_reset says); offsets retention already deleted are not lag."""
-    start = committed if committed is not None else (low if from_beginning else high)
-    return min(max(start, low), high)
+_start_offset = kafka_offsets.start_offset  # the first offset the group has not consumed
 
 
 class LagMonitor:
@@ -152,7 +135,7 @@ class LagMonitor:
                            if entry.rsplit(":", 1)[0] == w.topic and entry.rsplit(":", 1)[1].isdigit()]
         judgement = judge_consumer(samples, self.thresholds, desired_running=w.running, replica_states=view.states,
                                    held_partitions=held_partitions, unavailable=unavailable,
-                                   failed_starts=view.failed_starts)
+                                   failed_starts=view.failed_starts, paused=w.paused)
         health = health_document(judgement, since(previous, judgement.verdict, now), now)
         return w.consumer_id, sample, lag_document(sample, judgement) if sample is not None else None, health
 

@@ -20,10 +20,11 @@ class Watched:
     topic: str
     group: str
     bootstrap_servers: str
-    running: bool
+    running: bool  # the desired state keeps workers: running or paused
     replicas: int
     starts_from_beginning: bool
     security: dict = field(default_factory=dict, compare=False)
+    paused: bool = False  # the health verdict is PAUSED, not a STALL (schema/health.py)
 
     @property
     def cluster_key(self) -> tuple[str, str]:
@@ -40,7 +41,8 @@ def load_watched(session_factory) -> list[Watched]:
         rows = session.execute(sa.select(*columns)).all()
     return [Watched(consumer_id=str(row.id), topic=row.topic, group=row.consumer_group,
                     bootstrap_servers=bootstrap_servers_of(row),
-                    running=DesiredState(row.desired_state) == DesiredState.RUNNING,
+                    running=DesiredState(row.desired_state) in (DesiredState.RUNNING, DesiredState.PAUSED),
+                    paused=DesiredState(row.desired_state) == DesiredState.PAUSED,
                     replicas=int(row.replicas or 0),
                     starts_from_beginning=(row.auto_offset_reset or "earliest") in FROM_START,
                     security=dict(row.security or {}))

@@ -1,0 +1,86 @@
+"""The bare loop for the steps benchmarks: ``python -m bench.bare_transform '<job json>'``.
+
+``bench.bare``'s loop and consumer settings, with a sink that does in plain Python what the benchmark's
+``json_transform`` config does (parse, rename, drop, add, cast, mask, compact re-serialise) and then writes the
+lines as ``bench.bare.FileSink`` does (one write + fsync per batch). ``transform`` is also what the benchmark
+checks kcm's output against, byte for byte, before it measures anything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from bench import bare
+
+# the json_transform config both sides apply (mask_with fixed: the bench stack passes no KCM_SECRET_* variable)
+CONFIG = {
+    "rename": {"ts": "created_at", "cust": "customer"},
+    "drop": ["debug", "internal"],
+    "add": {"source": "kcm", "schema_version": 2},
+    "cast": {"amount": "float", "qty": "int", "customer.id": "str", "gift": "bool"},
+    "mask": ["customer.email", "customer.phone"],
+}
+
+# the JSON calls json_transform makes (the C scanner and a C encoder built once, not per call as json.loads and
+# json.dumps do), so the ratio measures kcm's own overhead, not a faster JSON path on one side
+_scan = json.JSONDecoder().scan_once
+_c_encode = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring, None, ":", ",", False, False,
+                                        False)
+
+
+def _loads(raw: bytes):
+    text = raw.decode("utf-8")
+    doc, end = _scan(text, 0)
+    return doc if end == len(text) else json.loads(text)
+
+
+def _dumps(doc) -> str:
+    return "".join(_c_encode(doc, 0))
+
+
+def transform(raw: bytes) -> bytes:
+    """CONFIG written out by hand, the way a user's own consumer would do it."""
+    d = _loads(raw)
+    d["created_at"] = d.pop("ts")
+    d["customer"] = customer = d.pop("cust")
+    d.pop("debug", None)
+    d.pop("internal", None)
+    d["source"] = "kcm"
+    d["schema_version"] = 2
+    d["amount"] = float(d["amount"])
+    d["qty"] = int(d["qty"])
+    customer["id"] = str(customer["id"])
+    d["gift"] = d["gift"].lower() in ("true", "1", "yes", "on")
+    customer["email"] = "***"
+    customer["phone"] = "***"
+    return _dumps(d).encode()
+
+
+def order_value(i: int) -> bytes:
+    """A realistic order event whose transformed form has the same length for every ``i`` (the file observer
+    counts lines by size)."""
+    n = 1_000_000_000 + i
+    return json.dumps({
+        "order_id": f"ord-{n}", "ts": "2026-12-02T03:00:00.000Z", "status": "paid",
+        "cust": {"id": n, "email": f"customer{n}@example.com", "phone": f"+4915{n}", "name": "Erika Mustermann",
+                 "address": {"street": "Hauptstrasse 1", "city": "Berlin", "zip": "10115", "country": "DE"}},
+        "items": [{"sku": f"SKU-{n % 10_000:04d}-{k}", "qty": 1 + k, "price": 19.99 + k} for k in range(3)],
+        "amount": f"{10_000 + i % 90_000}.25", "qty": str(10 + i % 90), "currency": "EUR", "gift": "no",
+        "debug": {"host": "web-1", "trace": f"{n:x}", "span": n}, "internal": True,
+    }).encode()
+
+
+class TransformFileSink(bare.FileSink):
+    def write(self, batch) -> None:
+        view = memoryview(b"\n".join([transform(m.value()) for m in batch]) + b"\n")
+        while view:
+            view = view[os.write(self.fd, view):]
+        if self.fsync:
+            os.fsync(self.fd)
+
+
+bare.SINKS["transform_file"] = TransformFileSink
+
+if __name__ == "__main__":
+    sys.exit(bare.main(sys.argv[1:]))
