@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import importlib
 import logging
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from schema.settings import Settings
+
+if TYPE_CHECKING:  # Flask is imported by create_app: the kcm CLI (api.cli) loads this package without it
+    from flask import Flask
 
 API_TITLE = "kcm — Kafka Consumer Manager"
 API_VERSION = "1.0.0"
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     settings = settings or Settings.from_env()
     logging.getLogger("kcm").setLevel(settings.log_level.upper())
+
+    from flask import Flask
 
     app = Flask("kcm")
     app.config.update(_openapi_config(settings))

@@ -22,6 +22,7 @@ from bench.results import Result
 from bench.throughput import PARTITIONS, _compare
 
 DEFAULT_MESSAGES = 300_000
+SCALING_MESSAGES = 600_000  # the second member's rebalance (a few seconds) must be a small part of the window
 _topics: dict[tuple[int, int], str] = {}
 
 
@@ -128,7 +129,7 @@ def throughput_json_transform(h) -> Result:
 
 
 def scaling_cpu(h) -> Result:
-    messages = h.args.messages or DEFAULT_MESSAGES
+    messages = h.args.messages or SCALING_MESSAGES
     line = _line_bytes()
     topic = _topic(h, messages)
     step_us = transform_us_per_message()

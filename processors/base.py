@@ -178,6 +178,10 @@ class BaseProcessor:
     def close(self) -> None:
         """Release the target. Called once; must not raise."""
 
+    def interrupt(self) -> None:
+        """Warm shutdown, from another thread: stop any wait of your own (a Retry-After, a backoff) so the call in
+        flight fails soon; its batch's offsets stay where they were. Must not raise; the default has none."""
+
     def committed_offsets(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Offsets this processor stored itself (exactly-once sinks), as the next offset to read per
         ``(topic, partition)``. The worker seeks there on assignment. Default: none, Kafka's commit rules."""

@@ -136,8 +136,11 @@ class Pipeline:
             self._wait(seconds)
 
     def interrupt(self) -> None:
-        """Stop waiting between retries (warm shutdown): the batch in flight fails, its offsets stay."""
+        """Stop waiting between retries (warm shutdown): the batch in flight fails, its offsets stay. Every stage
+        is told too, so a processor waiting out its own delay (http_sink's Retry-After) stops as well."""
         self._interrupted.set()
+        for _spec, processor in self.stages:
+            processor.interrupt()
 
     def deliver(self, batch) -> None:
         if not batch:

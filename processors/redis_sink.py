@@ -6,7 +6,8 @@
 Lua script that also keeps the last offset it appended in ``schema.keys.redis_sink_offsets_key(stream)`` (one
 field per consumer, processor, topic and partition) and skips every message at or below it, atomically, so a
 batch redelivered after a crash or a rebalance adds nothing, even when two workers race on one partition. A
-dead-letter replay appends without that check (the message was never written).
+dead-letter replay appends without that check (the message was never written). The offsets API reads, moves and
+forgets those marks through ``stored_offsets``/``reset_stored_offsets`` (processors/redis_sink_offsets.py).
 
 ``mode: hash`` / ``string`` write the key a template over ``{topic}``, ``{partition}``, ``{offset}`` and
 ``{key}`` gives, replacing what was there (a redelivery rewrites the same value), all of a batch in one
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import string
+from contextlib import contextmanager
 
 import redis
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -233,6 +235,45 @@ class RedisSinkProcessor(BaseProcessor):
             return [Check(name, True, detail)]
         except rx.RedisError as exc:
             return [Check(name, False, probe._redact(f"Redis did not answer: {type(exc).__name__}: {exc}"))]
+        finally:
+            client.close()
+
+    @classmethod
+    def _off_stored_offsets(cls, config: dict, context, processor_id: str) -> dict[int, int] | None:
+        """Stream mode: per partition of ``context.topic``, the offset after the last one appended (the highest
+        over its streams). Hash/string mode keeps none: a redelivery rewrites the same value."""
+        if config["mode"] != "stream":
+            return None
+        from processors.redis_sink_offsets import next_offsets
+
+        with cls._marks(config, context, processor_id) as (_client, marks):
+            return next_offsets(marks)
+
+    @classmethod
+    def _off_reset_stored_offsets(cls, config: dict, context, processor_id: str, offsets: dict[int, int] | None) -> None:
+        """Stream mode: each mark of a partition in ``offsets`` set to offset - 1 (the script appends above it),
+        or every mark of the topic deleted (None), in one transaction."""
+        if config["mode"] != "stream":
+            return
+        from processors.redis_sink_offsets import write_marks
+
+        with cls._marks(config, context, processor_id) as (client, marks):
+            write_marks(client, marks, offsets)
+
+    @classmethod
+    @contextmanager
+    def _marks(cls, config: dict, context, processor_id: str):
+        """The target client (resolved and checked as ``open`` does) and this processor's marks for the topic;
+        a Redis error becomes a ``ProcessorError`` whose text never holds the URL."""
+        from processors.redis_sink_offsets import read_marks
+
+        sink = cls(config, consumer_id=context.consumer_id, processor_id=processor_id, context=context)
+        sink._template = Template(config["stream"], TEMPLATE_FIELDS["stream"])
+        client = sink._connect()
+        try:
+            yield client, read_marks(client, sink._template, sink.consumer_id, processor_id, context.topic)
+        except rx.RedisError as exc:
+            raise sink._classify(exc) from None
         finally:
             client.close()
 

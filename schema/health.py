@@ -4,13 +4,14 @@ samples, then per consumer (worst partition wins), combined with what kcm knows 
 Pure and standard library only: the lag monitor (``supervisor/lag/``) calls ``judge_consumer`` after every
 sample with the clock injected; the API and ``/metrics`` only read the verdict it stored. The rules, in the
 order they are tried, are spelled out in docs/monitoring.md; the reason a verdict gives names the rule.
+A processor's error rate over the window (``error_rates``) can make an otherwise OK consumer WARN.
 """
 from __future__ import annotations
 
 import enum
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Verdict(enum.StrEnum):
@@ -42,9 +43,17 @@ class PartitionSample:
 
 
 @dataclass(frozen=True)
+class ProcessorErrors:
+    """One processor's errors (retries + dead-lettered + skipped) as each replica's worker published them."""
+    processor_type: str
+    replicas: dict[int, tuple[float, int]]  # replica -> (its worker's started_at, errors since that start)
+
+
+@dataclass(frozen=True)
 class Sample:
     at: float  # epoch seconds
     partitions: dict[int, PartitionSample]
+    errors: dict[str, ProcessorErrors] = field(default_factory=dict)  # processor id -> its errors
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class Thresholds:
     window: int  # samples in the sliding window; STOP, STALL and the lag-trend WARN need a full one
     warn_seconds: float = 0.0  # 0: off
     err_seconds: float = 0.0  # 0: off
+    error_rate_warn: float = 0.0  # errors per second of one processor over a full window; 0: off
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,50 @@ def _partition_samples(window: Sequence[Sample], partition: int) -> list[tuple[f
     return list(reversed(found))
 
 
+def error_increment(before: ProcessorErrors | None, after: ProcessorErrors, since_at: float) -> int:
+    """New errors of one processor between two samples. Counters start at 0 with each worker process, so a
+    replica is compared only with an earlier reading of the same process (its ``started_at``); a process started
+    since ``since_at`` (the earlier sample) counts all it reports; the first sight of an older one is a baseline."""
+    new = 0
+    for replica, (started_at, count) in after.replicas.items():
+        earlier = before.replicas.get(replica) if before is not None else None
+        if earlier is not None and earlier[0] == started_at:
+            new += max(count - earlier[1], 0)
+        elif started_at >= since_at:
+            new += count
+    return new
+
+
+def error_rates(window: Sequence[Sample]) -> dict[str, tuple[float, int, str]]:
+    """Per processor id: ``(errors per second, errors, processor type)`` over the window (oldest first)."""
+    if len(window) < 2 or window[-1].at <= window[0].at:
+        return {}
+    counts: dict[str, int] = {}
+    types: dict[str, str] = {}
+    for before, after in itertools.pairwise(window):
+        for processor, errors in after.errors.items():
+            counts[processor] = counts.get(processor, 0) + error_increment(before.errors.get(processor), errors,
+                                                                           before.at)
+            types[processor] = errors.processor_type
+    span = window[-1].at - window[0].at
+    return {processor: (count / span, count, types[processor]) for processor, count in counts.items()}
+
+
+def judge_error_rate(window: Sequence[Sample], thresholds: Thresholds) -> str | None:
+    """Why the consumer is WARN for its processors' errors (the worst one named), or None. Needs a full window,
+    as the lag-trend WARN does, so one retry just after a start is not a rate."""
+    if not thresholds.error_rate_warn or len(window) < thresholds.window:
+        return None
+    over = [(rate, count, processor, kind) for processor, (rate, count, kind) in error_rates(window).items()
+            if rate > thresholds.error_rate_warn]
+    if not over:
+        return None
+    rate, count, processor, kind = max(over)
+    span = window[-1].at - window[0].at
+    return (f"processor {processor} ({kind}) failed {count} times in {span:.0f} s ({rate:.2f} errors/s: retries, "
+            f"dead-lettered and skipped messages; KCM_HEALTH_ERROR_RATE_WARN={thresholds.error_rate_warn:g})")
+
+
 def judge_consumer(window: Sequence[Sample], thresholds: Thresholds, *, desired_running: bool,
                    replica_states: Iterable[tuple[int, str]] = (), held_partitions: Iterable[int] = (),
                    unavailable: str | None = None, failed_starts: Mapping[int, int] | None = None,
@@ -154,10 +208,13 @@ def judge_consumer(window: Sequence[Sample], thresholds: Thresholds, *, desired_
         return ConsumerJudgement(Verdict.UNKNOWN, "the topic has no partitions (does it exist?)", partitions)
     worst_partition, worst = max(partitions.items(), key=lambda item: PARTITION_SEVERITY.index(item[1].verdict))
     verdict = Verdict.ERR if worst.verdict in (Verdict.STOP, Verdict.STALL, Verdict.REWIND) else worst.verdict
+    failing = judge_error_rate(window, thresholds) if verdict in (Verdict.OK, Verdict.WARN) else None
     if worst.verdict == Verdict.OK:
+        if failing is not None:
+            return ConsumerJudgement(Verdict.WARN, failing, partitions)
         return ConsumerJudgement(Verdict.OK, "every partition is OK", partitions)
-    return ConsumerJudgement(verdict, f"partition {worst_partition} is {worst.verdict.value}: {worst.reason}",
-                             partitions)
+    reason = f"partition {worst_partition} is {worst.verdict.value}: {worst.reason}"
+    return ConsumerJudgement(verdict, reason if failing is None else f"{reason}; {failing}", partitions)
 
 
 def since(previous: tuple[str, float] | None, verdict: Verdict, now: float) -> float:

@@ -22,6 +22,8 @@ letters, which several parties act on by job id (ZADD/ZREM/DEL of one id are saf
   kcm:consumer:{consumer_id}:lag                    string  JSON: the latest lag sample, TTL (writer: lag monitor)
   kcm:consumer:{consumer_id}:lag:window             list    JSON samples, newest first, capped (LTRIM), TTL
       (writer: lag monitor; the health verdict's sliding window)
+  kcm:consumer:{consumer_id}:lag:history            list    JSON points {"at", "lag", "rate"}, newest first, the
+      last LAG_HISTORY_SECONDS (LTRIM), TTL (writer: lag monitor; the dashboard's lag chart)
   kcm:consumer:{consumer_id}:health                 string  JSON: verdict, reason, since, TTL (writer: lag monitor)
   kcm:consumer:{consumer_id}:throughput             string  JSON: messages and bytes per second over the last
       minute, from the heartbeats' counters, TTL (writer: lag monitor)
@@ -99,6 +101,13 @@ def lag_key(consumer_id: object) -> str:
 
 def lag_window_key(consumer_id: object) -> str:
     return f"{PREFIX}:consumer:{consumer_id}:lag:window"
+
+
+LAG_HISTORY_SECONDS = 15 * 60  # what the lag history keeps: the dashboard's lag chart span
+
+
+def lag_history_key(consumer_id: object) -> str:
+    return f"{PREFIX}:consumer:{consumer_id}:lag:history"
 
 
 def health_key(consumer_id: object) -> str:

@@ -139,6 +139,7 @@ class Settings:
     lag_window: int
     lag_warn_seconds: float
     lag_err_seconds: float
+    health_error_rate_warn: float  # a processor's errors per second over the window: WARN above it (0: off)
     worker_metrics: bool  # per-batch processor timing in the worker (the counters are always kept)
     alert_webhook_url: str = field(repr=False)  # may carry a token in its path: never in a repr or a log
     alert_retry_intervals: tuple[int, ...]
@@ -200,6 +201,7 @@ class Settings:
             "lag_window": max(_convert("lag_window", get("lag_window", "10"), int), 2),
             "lag_warn_seconds": _convert("lag_warn_seconds", get("lag_warn_seconds", "0"), float),
             "lag_err_seconds": _convert("lag_err_seconds", get("lag_err_seconds", "0"), float),
+            "health_error_rate_warn": _convert("health_error_rate_warn", get("health_error_rate_warn", "0.1"), float),
             "worker_metrics": _flag("worker_metrics", get("worker_metrics", "true")),
             "alert_webhook_url": get("alert_webhook_url", "").strip(),
             "alert_retry_intervals": _retry_intervals(get("alert_retry_intervals", "5,10,30,60,120,300")),

@@ -5,10 +5,10 @@ in order:
    key from the per-process cache that the request's one change-version read validates, api/services/api_keys.py).
 2. the rate limit (ratelimit.py): per principal, or per address for a request without valid credentials.
 3. authorize: public paths pass; no valid credentials is a 401 (``WWW-Authenticate: Bearer``); then the
-   operation's ``@requires`` declaration (none: refused to everyone, fail closed; looked up once per endpoint
-   and method), the role (403), and, for a principal limited to consumer groups, every
-   ``/consumers/{consumer_id}/...`` path on a consumer outside its scope is the same 404 as a consumer that does
-   not exist, so ids cannot be probed.
+   operation's ``@requires`` declaration (looked up once per endpoint and method) decides as api/auth/decide.py
+   does for the dashboard too: none is refused to everyone (fail closed), the role (403), and, for a principal
+   limited to consumer groups, every ``/consumers/{consumer_id}/...`` path on a consumer outside its scope is the
+   same 404 as a consumer that does not exist, so ids cannot be probed.
 
 Denials and failed authentications are audited (api/services/audit.py), never with the presented token.
 KCM_AUTH=disabled makes every caller an unscoped admin, with a warning at start-up: for benchmarks only.
@@ -28,6 +28,7 @@ from api.auth.current import (
     set_actor,
     was_audited,
 )
+from api.auth.decide import API_WORDING, UNDECLARED_ACTION, action_of, decide, is_mutating
 from api.auth.declarations import (
     MUTATING_METHODS,
     SECURITY_SCHEME,
@@ -37,17 +38,15 @@ from api.auth.declarations import (
     is_public,
     normalised,
 )
-from api.auth.errors import Forbidden, Unauthorized
+from api.auth.errors import Unauthorized
 from api.auth.oidc import JwtVerifier
 from api.auth.principal import AUTH_DISABLED_PRINCIPAL
 from api.auth.ratelimit import install_rate_limits
 from api.auth.roles import Role
 from api.services.audit import Action
-from api.services.errors import NotFound
 
 log = logging.getLogger("kcm.api.auth")
 
-UNDECLARED_ACTION = "undeclared"
 # the path variable that names an operation's target, most specific first, and the target's type
 TARGETS = (("dl_id", "dead_letter"), ("processor_id", "processor"), ("key_id", "api_key"),
            ("consumer_id", "consumer"))
@@ -55,10 +54,6 @@ AUTHORIZATION_ENVIRON = "HTTP_AUTHORIZATION"  # the WSGI key: a plain dict read,
 MUTATING_UPPER = frozenset(method.upper() for method in MUTATING_METHODS)
 AUTH_DISABLED_WARNING = ("AUTHENTICATION IS DISABLED (KCM_AUTH=disabled): every caller is an admin of every "
                          "consumer. Use this for benchmarks only, never on a reachable port.")
-
-
-def _mutating() -> bool:
-    return request.method.lower() in MUTATING_METHODS
 
 
 def install_auth(app: Flask, api, settings, services, render_error) -> None:
@@ -108,33 +103,15 @@ def install_auth(app: Flask, api, settings, services, render_error) -> None:
             refuse(Unauthorized(f"Authentication failed: {failure}."), Action.AUTHENTICATION)
         if principal.kind == "anonymous":
             refuse(Unauthorized("Authentication required: send 'Authorization: Bearer <token>'."),
-                   _action(access), audited=_mutating())
+                   _action(access), audited=is_mutating(req))
         if req.url_rule is None:
             return  # the router's own 404/405: nothing here to protect
-        if access is None:
-            log.error("refused %s %s: the operation declares no @requires rule", req.method, req.path)
-            refuse(Forbidden("This operation declares no access rule, so it is refused to everyone."),
-                   _action(access))
-        if not principal.can(access.role):
-            has = principal.role.label if principal.role is not None else "no kcm role"
-            refuse(Forbidden(f"This operation needs the {access.role.label} role; the caller has {has}."),
-                   _action(access))
-        if access.unscoped and principal.scoped:
-            refuse(Forbidden("This operation needs a principal that is not limited to consumer groups."),
-                   _action(access))
-        consumer_id = (req.view_args or {}).get("consumer_id") if principal.scoped else None
-        if consumer_id is not None:
-            group = services.consumers.group_of(consumer_id)
-            # a missing consumer is refused here too, before the body is validated: else an invalid body would
-            # tell a missing consumer (422) from a hidden one (404)
-            if group is None or not principal.sees(group):
-                refuse(NotFound(f"consumer {consumer_id} not found"), _action(access), audited=_mutating(),
-                       target_type="consumer", target_id=consumer_id)
+        refusal = decide(principal, access, req, services.consumers.group_of, API_WORDING)
+        if refusal is not None:
+            refuse(refusal.error, _action(access), audited=refusal.audited, **refusal.target)
 
     def _action(access: Access | None) -> str:
-        if access is not None and access.action:
-            return access.action
-        return f"{request.method} {request.url_rule.rule}" if request.url_rule is not None else UNDECLARED_ACTION
+        return action_of(access, request._get_current_object())
 
     def _access() -> Access | None:
         req = request._get_current_object()

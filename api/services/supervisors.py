@@ -58,8 +58,10 @@ class SupervisorService:
             alive = row is not None and _aware(row.lease_expires_at) > _aware(now)
             if sid not in beating and not alive:
                 continue  # dead: its slots are free (they still name it until another supervisor takes them)
+            # registered, no Redis heartbeat (yet, or Redis lost it): its database heartbeat says as much
             entry = beating.get(sid) or {"id": sid, "host": row.host, "pid": row.pid,
-                                         "started_at": _iso(row.started_at), "last_heartbeat": None, "replicas": None}
+                                         "started_at": _iso(row.started_at), "last_heartbeat": _iso(row.heartbeat_at),
+                                         "replicas": len(by_holder.get(sid, []))}
             found.append({**entry, "registered": row is not None, "lease_alive": alive,
                           "labels": (row.labels or {}) if row is not None else {},
                           "draining": bool(row.draining) if row is not None else False,

@@ -1,9 +1,9 @@
 """What the dashboard's pages show, read through the API's service layer (api/services/): the views only render.
 
 Nothing here decides a state, a verdict or a lag: those come from the status and monitoring services. This module
-only folds their answers into rows and the series the charts draw. The lag history is the lag monitor's own
-sliding window (``lag_window_key``, written and bounded by supervisor/lag/store.py, decoded by its
-``decode_sample``): KCM_LAG_WINDOW samples KCM_LAG_INTERVAL seconds apart, so the charts span what it keeps.
+only folds their answers into rows and the series the charts draw. The charts draw the lag monitor's 15-minute
+history (``lag_history_key``: one point per sample, written and bounded by supervisor/lag/store.py); the partition
+trends come from its sliding window (``lag_window_key``, KCM_LAG_WINDOW samples).
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from api.services.recent_errors import RecentErrorsService
 from schema import keys
 from schema.health import Verdict
 from schema.states import ProcessState
-from supervisor.lag.store import decode_sample
+from supervisor.lag.store import decode_point, decode_sample, history_point
 
 MAX_ROWS = 500  # the consumers page shows this many at most (the API's list pages through them all)
-CHART_SECONDS = 15 * 60  # the lag chart's span: what the lag monitor's window holds of it is drawn
+CHART_SECONDS = keys.LAG_HISTORY_SECONDS  # the lag chart's span: what the lag monitor's history keeps
 # the consumers page sorts worst health first (a display order, not a rule: the verdicts are schema/health.py's)
 VERDICT_ORDER = {Verdict.ERR: 0, Verdict.WARN: 1, Verdict.UNKNOWN: 2, Verdict.OK: 3, Verdict.STOPPED: 4}
 FILTERS = ("status", "desired_state", "topic", "consumer_group")
@@ -73,31 +73,36 @@ def consumer_rows(kcm, principal: Principal, filters: dict, search: str = "") ->
     return rows
 
 
-def lag_history(client: redis.Redis, consumer_id) -> list:
-    """The lag monitor's window of samples, oldest first (empty when the monitor keeps none)."""
+def lag_reads(client: redis.Redis, consumer_id) -> tuple[list, list[dict]]:
+    """The lag monitor's window of samples and its history points, oldest first, in one round trip (empty when
+    Redis cannot be read or the monitor keeps none)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.lrange(keys.lag_window_key(consumer_id), 0, -1)
+    pipe.lrange(keys.lag_history_key(consumer_id), 0, -1)
     try:
-        raw = client.lrange(keys.lag_window_key(consumer_id), 0, -1)
+        window, history = pipe.execute()
     except redis.RedisError:
-        return []
-    samples = [s for s in (decode_sample(_text(item)) for item in reversed(raw)) if s is not None]
-    if samples:
-        newest = samples[-1].at
-        samples = [s for s in samples if newest - s.at <= CHART_SECONDS]
-    return samples
+        return [], []
+    samples = [s for s in (decode_sample(_text(item)) for item in reversed(window)) if s is not None]
+    points = [p for p in (decode_point(_text(item)) for item in reversed(history)) if p is not None]
+    if points:
+        points = [p for p in points if points[-1]["at"] - p["at"] <= CHART_SECONDS]
+    return samples, points
+
+
+def history_series(points: list[dict]) -> dict:
+    """uPlot's columns from history points: the sample times, total lag, messages committed per second."""
+    times = [p["at"] for p in points]
+    span = round(times[-1] - times[0], 1) if len(times) > 1 else 0.0
+    return {"times": times, "lag": [p["lag"] for p in points], "rate": [p["rate"] for p in points],
+            "span_seconds": span}
 
 
 def chart_series(samples: list) -> dict:
-    """uPlot's columns: the sample times, total lag, and messages committed per second between samples."""
-    times = [round(s.at, 3) for s in samples]
-    lag = [sum(p.lag_messages for p in s.partitions.values()) for s in samples]
-    rate: list[float | None] = [None]
-    for before, after in zip(samples, samples[1:], strict=False):
-        elapsed = after.at - before.at
-        moved = sum(max((after.partitions[p].committed or 0) - (before.partitions[p].committed or 0), 0)
-                    for p in after.partitions if p in before.partitions)
-        rate.append(round(moved / elapsed, 2) if elapsed > 0 else None)
-    span = round(times[-1] - times[0], 1) if len(times) > 1 else 0.0
-    return {"times": times, "lag": lag, "rate": rate if samples else [], "span_seconds": span}
+    """The same columns from a run of samples (a lag monitor older than the history keeps only its window):
+    each sample becomes the point the monitor would have stored (supervisor/lag/store.py's ``history_point``)."""
+    previous = [None, *samples][:len(samples)]
+    return history_series([history_point(before, after) for before, after in zip(previous, samples, strict=True)])
 
 
 def partition_trends(samples: list) -> dict[int, str]:
@@ -123,7 +128,7 @@ def consumer_detail(kcm, consumer_id) -> dict:
     except Unavailable as exc:
         status, errors = None, [{"time": None, "replica": None, "processor_id": None, "kind": "unavailable",
                                  "message": exc.message}]
-    samples = lag_history(kcm.redis, state_row.id)
+    samples, points = lag_reads(kcm.redis, state_row.id)
     processors: dict[str, dict] = {}  # processor id -> counters summed over replicas (latencies: the first's)
     for replica in (status or {}).get("replicas") or []:
         for counters in replica.get("processors") or []:
@@ -133,10 +138,13 @@ def consumer_detail(kcm, consumer_id) -> dict:
                 continue
             for name in ("batches", "retries", "dead_lettered", "skipped"):
                 total[name] = (total.get(name) or 0) + (counters.get(name) or 0)
-    return {"status": status, "errors": errors, "series": chart_series(samples),
+    series = history_series(points) if points else chart_series(samples)
+    return {"status": status, "errors": errors, "series": series,
             "trends": partition_trends(samples), "processor_counters": processors,
             "window": {"samples": len(samples), "interval": kcm.settings.lag_interval,
-                       "configured": kcm.settings.lag_window}}
+                       "configured": kcm.settings.lag_window},
+            "history": {"points": len(series["times"]), "seconds": series["span_seconds"],
+                        "chart_seconds": CHART_SECONDS}}
 
 
 def supervisors(kcm) -> list[dict] | None:

@@ -2,29 +2,25 @@
 
 Before every dashboard request, in order: the request id; the principal from the session (session.py); the
 API's rate limit (api/auth/ratelimit.py, same buckets); then each page's and form's own ``@requires``
-declaration (api/auth/declarations.py, next to its view): none is refused to everyone (fail closed), a role
-below it is a 403, a principal limited to consumer groups gets the same 404 on another group's consumer as on
-a missing one, and an ``unscoped`` page is a 403 to it. Only the sign-in page and the static assets are public.
+declaration (api/auth/declarations.py, next to its view), decided by the API's own function (api/auth/decide.py):
+none is refused to everyone (fail closed), a role below it is a 403, a principal limited to consumer groups gets
+the same 404 on another group's consumer as on a missing one, and an ``unscoped`` page is a 403 to it. Only the
+sign-in page and the static assets are public.
 Denials are audited as the API audits them (api/services/audit.py). CSRF tokens are Flask-WTF's (app.py).
 """
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 from flask import Flask, g, redirect, request, url_for
 
 from api.auth.current import REQUEST_ID_ENVIRON, REQUEST_ID_HEADER, current_actor, request_id_from, set_actor
-from api.auth.declarations import MUTATING_METHODS, Access, access_of
-from api.auth.errors import Forbidden
+from api.auth.decide import PAGE_WORDING, action_of, decide
+from api.auth.declarations import access_of
 from api.auth.ratelimit import install_rate_limits
-from api.services.errors import NotFound
 from api.ui.session import SessionPrincipals
 
-log = logging.getLogger("kcm.api.ui")
-
 PUBLIC_ENDPOINTS = frozenset({"static", "ui.sign_in", "ui.sign_out"})
-UNDECLARED_ACTION = "undeclared"
 
 
 class SignInRequired(Exception):
@@ -52,27 +48,13 @@ def install_guard(app: Flask, kcm, settings, render_error) -> SessionPrincipals:
         if principal is None:
             raise SignInRequired()
         access = access_of(app.view_functions.get(req.endpoint), req.method)
-        if access is None:
-            log.error("refused %s %s: the dashboard view declares no @requires rule", req.method, req.path)
-            refuse(Forbidden("This page declares no access rule, so it is refused to everyone."), access)
-        if not principal.can(access.role):
-            refuse(Forbidden(f"This needs the {access.role.label} role; you have {principal.role.label}."), access)
-        if access.unscoped and principal.scoped:
-            refuse(Forbidden("This page is only for a principal that is not limited to consumer groups."), access)
-        consumer_id = (req.view_args or {}).get("consumer_id") if principal.scoped else None
-        if consumer_id is not None:
-            group = kcm.consumers.group_of(consumer_id)
-            if group is None or not principal.sees(group):
-                refuse(NotFound(f"consumer {consumer_id} not found"), access, audited=_mutating(),
-                       target_type="consumer", target_id=consumer_id)
+        refusal = decide(principal, access, req, kcm.consumers.group_of, PAGE_WORDING)
+        if refusal is not None:
+            if refusal.audited:
+                audit.denied(current_actor(), action_of(access, req), refusal.error.status_code,
+                             refusal.error.message, **refusal.target)
+            raise refusal.error
         return None
-
-    def refuse(error, access: Access | None, *, audited: bool = True, **target):
-        if audited:
-            action = access.action if access is not None and access.action else \
-                f"{request.method} {request.url_rule.rule}" if request.url_rule is not None else UNDECLARED_ACTION
-            audit.denied(current_actor(), action, error.status_code, error.message, **target)
-        raise error
 
     def sign_in_required(_error: SignInRequired):
         if request.method in ("GET", "HEAD") and "HX-Request" not in request.headers:
@@ -89,7 +71,3 @@ def install_guard(app: Flask, kcm, settings, render_error) -> SessionPrincipals:
     app.before_request(guard)
     app.after_request(echo_request_id)
     return principals
-
-
-def _mutating() -> bool:
-    return request.method.lower() in MUTATING_METHODS

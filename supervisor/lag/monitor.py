@@ -21,7 +21,7 @@ log = logging.getLogger("kcm.lag")
 
 def thresholds_from(settings: Settings) -> Thresholds:
     return Thresholds(window=settings.lag_window, warn_seconds=settings.lag_warn_seconds,
-                      err_seconds=settings.lag_err_seconds)
+                      err_seconds=settings.lag_err_seconds, error_rate_warn=settings.health_error_rate_warn)
 
 
 def cluster_config(watched: Watched, settings: Settings, environ: Mapping[str, str]) -> dict:
@@ -129,7 +129,7 @@ class LagMonitor:
                 oldest = timestamps.get((w.topic, p, start)) if lag else None
                 seconds = 0.0 if lag == 0 else (max(now - oldest, 0.0) if oldest is not None else None)
                 partitions[p] = PartitionSample(committed, marks.high, lag, seconds)
-            sample = Sample(at=now, partitions=partitions)
+            sample = Sample(at=now, partitions=partitions, errors=view.processor_errors())
             samples = [*samples, sample][-self.thresholds.window:]
         held_partitions = [int(entry.rsplit(":", 1)[1]) for entry in held
                            if entry.rsplit(":", 1)[0] == w.topic and entry.rsplit(":", 1)[1].isdigit()]

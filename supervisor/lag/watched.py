@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from schema.kafka_offsets import FROM_START  # where a group without a commit starts
 from schema.models import Consumer
 from schema.spec import bootstrap_servers_of
 from schema.states import DesiredState
-
-# the offset a group without a commit starts from, by auto_offset_reset (anything else: the end)
-FROM_START = frozenset({"earliest", "smallest", "beginning"})
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,6 @@ class Cluster:
                     "KCM_RECONCILE_INTERVAL": "2"}
         self.procs: dict[str, subprocess.Popen] = {}
         self.consumers: list[str] = []
-        self._spec_cache: dict[int, tuple[tuple[str, int], str] | None] = {}
         self.sampler: Sampler | None = None
 
     # ------------------------------------------------------------------ supervisors
@@ -153,19 +152,17 @@ class Cluster:
                         message=f"every replica RUNNING under its holder (spread {dict(self.spread())})")
 
     def worker_pids(self) -> dict[int, tuple[tuple[str, int], str]]:
-        """Live ``python -m workers`` processes of this cluster's supervisors: pid -> (slot, parent pid)."""
+        """Live ``python -m workers`` processes of this cluster's supervisors: pid -> (slot, parent pid).
+
+        Read afresh every time (a cached answer would keep counting a fork that has since exec'd another program)."""
         parents = {str(p.pid) for p in self.procs.values()}
         found = {}
-        listed = {int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()}
-        for pid in set(self._spec_cache) - listed:  # gone: its pid may be reused
-            del self._spec_cache[pid]
-        for pid in listed:
-            entry = Path("/proc") / str(pid)
-            if pid not in self._spec_cache:
-                self._spec_cache[pid] = self._read_spec(entry)
-            spec = self._spec_cache[pid]
-            if spec is not None and spec[1] in parents and pid_alive(pid):
-                found[pid] = spec
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            spec = self._read_spec(entry)
+            if spec is not None and spec[1] in parents and pid_alive(int(entry.name)):
+                found[int(entry.name)] = spec
         # a worker's own short-lived child (ctypes' find_library forks ldconfig) carries its cmdline and
         # environment until it execs: it is not a second worker
         return {pid: spec for pid, spec in found.items() if _ppid(pid) not in found}

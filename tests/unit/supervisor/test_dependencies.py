@@ -47,9 +47,23 @@ def test_no_supervisor_module_imports_the_worker_side_even_inside_a_function():
     assert offending == []
 
 
+# the one Kafka admin adapter, shared by the lag monitor and the offsets API: it may import confluent_kafka (and
+# nothing else forbidden); the first test above proves the supervisor daemon never loads it
+KAFKA_ADAPTER = "schema/kafka_offsets.py"
+
+
 def test_the_shared_vocabulary_imports_no_kcm_package_but_itself():
     offending = [f"{path.relative_to(ROOT)}:{line} imports {module}"
                  for path in sorted((ROOT / "schema").rglob("*.py"))
                  for line, module in _imports(path)
-                 if _top(module) in FORBIDDEN + ("api", "supervisor")]
+                 if _top(module) in FORBIDDEN + ("api", "supervisor")
+                 and not (str(path.relative_to(ROOT)) == KAFKA_ADAPTER and _top(module) == "confluent_kafka")]
     assert offending == []
+
+
+def test_only_the_lag_monitor_and_the_api_use_the_kafka_adapter():
+    users = sorted(str(path.relative_to(ROOT)) for top in ("supervisor", "workers", "processors", "schema")
+                   for path in (ROOT / top).rglob("*.py")
+                   if any(module.startswith("schema.kafka_offsets") or module == "schema" and "kafka_offsets"
+                          in path.read_text() for _line, module in _imports(path)))
+    assert all(user.startswith("supervisor/lag/") for user in users), users
