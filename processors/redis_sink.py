@@ -239,7 +239,7 @@ class RedisSinkProcessor(BaseProcessor):
             client.close()
 
     @classmethod
-    def _off_stored_offsets(cls, config: dict, context, processor_id: str) -> dict[int, int] | None:
+    def stored_offsets(cls, config: dict, context, processor_id: str) -> dict[int, int] | None:
         """Stream mode: per partition of ``context.topic``, the offset after the last one appended (the highest
         over its streams). Hash/string mode keeps none: a redelivery rewrites the same value."""
         if config["mode"] != "stream":
@@ -250,7 +250,7 @@ class RedisSinkProcessor(BaseProcessor):
             return next_offsets(marks)
 
     @classmethod
-    def _off_reset_stored_offsets(cls, config: dict, context, processor_id: str, offsets: dict[int, int] | None) -> None:
+    def reset_stored_offsets(cls, config: dict, context, processor_id: str, offsets: dict[int, int] | None) -> None:
         """Stream mode: each mark of a partition in ``offsets`` set to offset - 1 (the script appends above it),
         or every mark of the topic deleted (None), in one transaction."""
         if config["mode"] != "stream":

@@ -9,53 +9,23 @@ marks, and an unreachable target reported without its URL."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import uuid
 from collections import Counter
 
 import pytest
-import redis
 
 from api.context import EXTENSION
 from processors.base import Record, RetriableError
 from processors.redis_sink import RedisSinkProcessor
 from schema import keys
-from tests.integration.processors.test_redis_sink import _target_db
+from tests.integration.processors import test_redis_sink as sink_tests
 from tests.support.kafka import committed_offsets, high_watermarks, produce, wait_for
 
-TARGET_ENV = "KCM_SECRET_TEST_REDIS_SINK_OFFSETS"
-TARGET = "${env:" + TARGET_ENV + "}"
-
-
-@pytest.fixture
-def target_url(redis_test_url, monkeypatch) -> str:
-    url = redis_test_url.rsplit("/", 1)[0] + f"/{_target_db()}"
-    monkeypatch.setenv(TARGET_ENV, url)
-    return url
-
-
-@pytest.fixture
-def target(target_url):
-    client = redis.Redis.from_url(target_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+TARGET, TARGET_ENV = sink_tests.TARGET, sink_tests.TARGET_ENV
+# the target Redis (its own db, flushed around each test) and a supervisor whose workers can reach it
+target_url, target, runtime = sink_tests.target_url, sink_tests.target, sink_tests.runtime
 
 
 # ------------------------------------------------------------------ end to end: API, supervisor, worker
-@pytest.fixture
-def runtime(pg_url, pg_engine, pg_clean, redis_client, redis_test_url, kafka_bootstrap, tmp_path, target_url):
-    from tests.integration.runtime.conftest import FAST, Runtime
-
-    env = {**os.environ, **FAST, "KCM_DATABASE_URL": pg_url, "KCM_REDIS_URL": redis_test_url,
-           "KCM_SUPERVISOR_ID": f"test-{uuid.uuid4().hex[:6]}", "KCM_BATCH_SIZE": "50", TARGET_ENV: target_url}
-    rt = Runtime(pg_engine=pg_engine, redis_client=redis_client, kafka_bootstrap=kafka_bootstrap, tmp_path=tmp_path,
-                 env=env)
-    yield rt
-    rt.cleanup()
-
-
 @pytest.fixture
 def api(runtime):
     from api import create_app
