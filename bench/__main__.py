@@ -2,6 +2,7 @@
 ``bench/results/<name>.json`` and regenerate ``BENCHMARKS.md``.
 
 Quick run: ``python -m bench --only throughput_file --messages 100000 --runs 3``.
+Two runs at once: give the second its own state, ``--bench-db kcm_bench_b --bench-redis-db 11``.
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def _load(name: str):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from bench.stack import BENCH_DATABASE, BENCH_REDIS_DB, SCALE_SUFFIX, bench_database_problem
+
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", action="append", default=[], metavar="NAME",
@@ -58,6 +61,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run the supervisor under pyinstrument and write its text report to PATH")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep .local/bench/<run>/ (logs of the API, supervisor and workers; set KCM_BENCH_LOG_LEVEL=INFO)")
+    p.add_argument("--bench-db", metavar="NAME", default=BENCH_DATABASE,
+                   help=f"the harness's own state database on the KCM_DATABASE_URL server, emptied at start "
+                   f"(default {BENCH_DATABASE}; control_scale also uses NAME{SCALE_SUFFIX}); give a second run "
+                   "that runs at the same time its own")
+    p.add_argument("--bench-redis-db", metavar="N", type=int, default=BENCH_REDIS_DB,
+                   help=f"the harness's own Redis database index on the KCM_REDIS_URL server, its kcm:* keys "
+                   f"deleted at start (default {BENCH_REDIS_DB}; control_scale also uses N-1); give a second run "
+                   "that runs at the same time its own, two apart")
     p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no BENCHMARKS.md")
     p.add_argument("--results-dir", default=None, help="where the JSON files go (default bench/results)")
     p.add_argument("--markdown", default=None, help="the Markdown file to regenerate (default BENCHMARKS.md)")
@@ -69,6 +80,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     if args.runs < 1:
         p.error("--runs must be at least 1")
+    problem = bench_database_problem(args.bench_db)
+    if problem:
+        p.error(f"--bench-db {args.bench_db!r}: {problem}")
+    if args.bench_redis_db < 1:
+        p.error("--bench-redis-db must be at least 1 (control_scale uses the index below it)")
     args.names = names
     return args
 
@@ -100,7 +116,7 @@ def main(argv: list[str]) -> int:
     print(f"kcm bench at {commit} on {machine_info['cpu_model']} ({machine_info['cores']} cores), "
           f"load {machine_info['load_avg_at_start']}: {', '.join(args.names)}")
     cleanup = Cleanup()
-    env = BenchEnv.from_env(uuid.uuid4().hex[:8])
+    env = BenchEnv.from_env(uuid.uuid4().hex[:8], database=args.bench_db, redis_db=args.bench_redis_db)
     failed: list[str] = []
     try:
         harness = Harness(env, args, cleanup)

@@ -2,24 +2,31 @@
 
 ``bench.bare``'s loop and consumer settings, with a sink that does in plain Python what the benchmark's
 ``json_transform`` config does (parse, rename, drop, add, cast, mask, compact re-serialise) and then writes the
-lines as ``bench.bare.FileSink`` does (one write + fsync per batch). ``transform`` is also what the benchmark
-checks kcm's output against, byte for byte, before it measures anything.
+lines as ``bench.bare.FileSink`` does (one write + fsync per batch). ``transformer(mask_key())`` is also what the
+benchmark checks kcm's output against, byte for byte, before it measures anything. The mask is the HMAC one a
+real deployment would configure, keyed by ``KCM_SECRET_BENCH_MASK_KEY``: a random value the harness sets for the
+run (``bench.stack.set_bench_secrets``), which this loop inherits and ``BenchEnv.kcm_environ`` passes to kcm.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import sys
 
 from bench import bare
+from bench.stack import MASK_KEY_ENV
 
-# the json_transform config both sides apply (mask_with fixed: the bench stack passes no KCM_SECRET_* variable)
+# the json_transform config both sides apply
 CONFIG = {
     "rename": {"ts": "created_at", "cust": "customer"},
     "drop": ["debug", "internal"],
     "add": {"source": "kcm", "schema_version": 2},
     "cast": {"amount": "float", "qty": "int", "customer.id": "str", "gift": "bool"},
     "mask": ["customer.email", "customer.phone"],
+    "mask_with": "hmac_sha256",
+    "mask_key": f"${{env:{MASK_KEY_ENV}}}",
 }
 
 # the JSON calls json_transform makes (the C scanner and a C encoder built once, not per call as json.loads and
@@ -39,22 +46,38 @@ def _dumps(doc) -> str:
     return "".join(_c_encode(doc, 0))
 
 
-def transform(raw: bytes) -> bytes:
-    """CONFIG written out by hand, the way a user's own consumer would do it."""
-    d = _loads(raw)
-    d["created_at"] = d.pop("ts")
-    d["customer"] = customer = d.pop("cust")
-    d.pop("debug", None)
-    d.pop("internal", None)
-    d["source"] = "kcm"
-    d["schema_version"] = 2
-    d["amount"] = float(d["amount"])
-    d["qty"] = int(d["qty"])
-    customer["id"] = str(customer["id"])
-    d["gift"] = d["gift"].lower() in ("true", "1", "yes", "on")
-    customer["email"] = "***"
-    customer["phone"] = "***"
-    return _dumps(d).encode()
+def mask_key() -> bytes:
+    key = os.environ.get(MASK_KEY_ENV)
+    if not key:
+        raise RuntimeError(f"{MASK_KEY_ENV} is not set: the harness sets it (bench.stack.set_bench_secrets)")
+    return key.encode()
+
+
+def transformer(key: bytes):
+    """CONFIG written out by hand, the way a user's own consumer would do it; the HMAC keyed once, as kcm's is."""
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def mask(text: str) -> str:
+        digest = keyed.copy()
+        digest.update(text.encode())
+        return digest.hexdigest()
+
+    def transform(raw: bytes) -> bytes:
+        d = _loads(raw)
+        d["created_at"] = d.pop("ts")
+        d["customer"] = customer = d.pop("cust")
+        d.pop("debug", None)
+        d.pop("internal", None)
+        d["source"] = "kcm"
+        d["schema_version"] = 2
+        d["amount"] = float(d["amount"])
+        d["qty"] = int(d["qty"])
+        customer["id"] = str(customer["id"])
+        d["gift"] = d["gift"].lower() in ("true", "1", "yes", "on")
+        customer["email"] = mask(customer["email"])
+        customer["phone"] = mask(customer["phone"])
+        return _dumps(d).encode()
+    return transform
 
 
 def order_value(i: int) -> bytes:
@@ -72,7 +95,12 @@ def order_value(i: int) -> bytes:
 
 
 class TransformFileSink(bare.FileSink):
+    def __init__(self, job: dict):
+        super().__init__(job)
+        self.transform = transformer(mask_key())
+
     def write(self, batch) -> None:
+        transform = self.transform
         view = memoryview(b"\n".join([transform(m.value()) for m in batch]) + b"\n")
         while view:
             view = view[os.write(self.fd, view):]

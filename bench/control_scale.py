@@ -20,11 +20,9 @@ from bench.harness import wait_until
 from bench.kafka_util import unique
 from bench.procfs import cpu_seconds
 from bench.results import Result, Target, fmt
-from bench.stack import Service, ensure_database, reset_state, with_database, with_redis_db
+from bench.stack import Service, ensure_database, reset_state
 from bench.stats import ratio
 
-DATABASE = "kcm_bench_scale"
-REDIS_DB = 13
 RUNNING = 2  # consumers running on both sides (their workers tick in both)
 SIDES = (20, 2000)
 FULL_PASSES = 5
@@ -74,8 +72,7 @@ def _side(h, topic: str, count: int, cycles: int) -> dict:
     from schema import keys
     from schema.db import make_engine
 
-    url = with_database(h.env.database_url, DATABASE)
-    redis_url = with_redis_db(h.env.redis_url, REDIS_DB)
+    url, redis_url = h.env.scale_database_url, h.env.scale_redis_url  # --bench-db NAME_scale, --bench-redis-db N-1
     ensure_database(url)
     reset_state(url, redis_url)
     engine = make_engine(url)

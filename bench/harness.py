@@ -7,18 +7,20 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench import kafka_util
 from bench.kafka_util import Offsets, Topics, unique
 from bench.observe import Window, watch
 from bench.procfs import busy_percent, cpu_of, cpu_snapshot
-from bench.stack import BenchEnv, Cleanup, KcmStack, ensure_database, reset_state
+from bench.stack import BenchEnv, Cleanup, KcmStack, ensure_database, reset_state, set_bench_secrets
 
 
 class Harness:
     def __init__(self, env: BenchEnv, args, cleanup: Cleanup):
         self.env, self.args, self.cleanup = env, args, cleanup
+        set_bench_secrets()  # before the stack starts: kcm inherits them once
         self.topics = Topics(env.bootstrap)
         cleanup.push("delete benchmark topics", self.topics.delete_all)
         self.offsets = Offsets(env.bootstrap)
@@ -71,38 +73,28 @@ class Harness:
         return [int(p) for p in pids if p]
 
     # ------------------------------------------------------------------ one side of a comparison
-    def run_bare(self, job: dict, progress, total: int, *, processes: int = 1) -> dict:
-        """A bare loop in its own process (or ``processes`` of them in one group, each stopped by SIGTERM once
-        the sink is full), timed by the observer; a single loop's own clock is kept for reference."""
+    def run_bare(self, job: dict, progress, total: int, *, processes: int = 1, module: str = "bench.bare") -> dict:
+        """A bare loop (``python -m <module>``, ``bench.bare`` or a module built on it) in its own process (or
+        ``processes`` of them in one group, each stopped by SIGTERM once the sink is full), timed by the observer;
+        a single loop's own clock is kept for reference."""
         # until_signal: the loop outlives the window, so its CPU time can be read at the end like a worker's
         job = {"bootstrap": self.env.bootstrap, "group": unique("kcm-bench-bare"), "expected": total,
                "until_signal": True, **job}
         # each in its own session, like a kcm worker (in the supervisor's): the same scheduler autogroup footing
-        procs = [subprocess.Popen([sys.executable, "-m", "bench.bare", json.dumps(job)], stdout=subprocess.PIPE,
+        procs = [subprocess.Popen([sys.executable, "-m", module, json.dumps(job)], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
                  for _ in range(processes)]
-        try:
-            cpu = CpuWindow(lambda: [p.pid for p in procs])
-            before = cpu_snapshot()
-            window = watch(progress, total, alive=lambda: any(p.poll() is None for p in procs), on_first=cpu.first)
-            cpu.last()
-            machine_busy = busy_percent(before, cpu_snapshot())
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
+        with reaped(procs):
+            figures, machine_busy = watch_processes(procs, progress, total)
             outputs = [p.communicate(timeout=120) for p in procs]
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
         for p, (_out, err) in zip(procs, outputs, strict=True):
             if p.returncode != 0:
                 raise RuntimeError(f"bare {job['kind']} loop failed ({p.returncode}): {err[-2000:]}")
         own = json.loads(outputs[0][0].strip().splitlines()[-1]) if processes == 1 else None
         own_rate = (total / (own["last"] - own["first"]) if own and own["first"] and own["last"] > own["first"]
                     else None)
-        return {**_window_figures(window), **cpu.figures(window), "own_messages_per_s": own_rate,
-                "machine_busy_pct": machine_busy, "group": job["group"], "processes": processes}
+        return {**figures, "own_messages_per_s": own_rate, "machine_busy_pct": machine_busy, "group": job["group"],
+                "processes": processes}
 
     def run_kcm(self, topic: str, processors: list[dict], progress, total: int, *, replicas: int = 1) -> dict:
         """One kcm consumer created and started through the API, timed by the same observer."""
@@ -158,6 +150,31 @@ class CpuWindow:
         spent = sum(cpu - self.at_first.get(pid, 0.0) for pid, cpu in self.at_last.items())
         messages = window.total - window.first_count
         return {"cpu_seconds": spent, "cpu_us_per_message": spent / messages * 1e6 if messages > 0 else None}
+
+
+def watch_processes(procs: list[subprocess.Popen], progress, total: int) -> tuple[dict, float | None]:
+    """Time ``procs`` filling a sink to ``total`` (window and their CPU), then send each SIGTERM: the figures and
+    how busy the whole machine was meanwhile. The caller waits for them, inside ``reaped``."""
+    cpu = CpuWindow(lambda: [p.pid for p in procs])
+    before = cpu_snapshot()
+    window = watch(progress, total, alive=lambda: any(p.poll() is None for p in procs), on_first=cpu.first)
+    cpu.last()
+    machine_busy = busy_percent(before, cpu_snapshot())
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    return {**_window_figures(window), **cpu.figures(window)}, machine_busy
+
+
+@contextmanager
+def reaped(procs: list[subprocess.Popen]):
+    """Whatever happens inside, no process of ``procs`` outlives the block."""
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 STEADY_FROM = (0.25, 0.5)  # steady-state rates from these fractions of the messages to the end

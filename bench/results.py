@@ -170,6 +170,9 @@ def render_markdown(results: list[dict], *, notes_md: str = "") -> str:
             "The harness uses its own state database (`kcm_bench` on the `KCM_DATABASE_URL` server) and Redis "
             "database 14, starts `python -m supervisor` and `gunicorn 'api:create_app()'` itself on a free port, "
             "and deletes the topics, consumers, files and processes it created, also on Ctrl-C.",
+            "",
+            "Two runs at the same time need their own state: `--bench-db NAME --bench-redis-db N` (defaults "
+            "`kcm_bench` and 14; `control_scale` also uses `NAME_scale` and index N-1).",
             ""]
     if notes_md.strip():
         out += [notes_md.strip(), ""]

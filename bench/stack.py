@@ -3,6 +3,8 @@ processes, and a cleanup stack that undoes everything on the way out (errors and
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
@@ -15,8 +17,12 @@ from pathlib import Path
 from bench.api_client import BENCH_ADMIN_TOKEN, BENCH_RATE_LIMIT, KcmClient
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DATABASE = "kcm_bench"
-BENCH_REDIS_DB = 14
+BENCH_DATABASE = "kcm_bench"  # --bench-db
+BENCH_REDIS_DB = 14  # --bench-redis-db
+SCALE_SUFFIX = "_scale"  # control_scale's second supervisor: database <bench db>_scale, Redis index one below
+# secrets the harness makes up for a run; the only KCM_* variables of the caller that reach kcm
+BENCH_SECRET_PREFIX = "KCM_SECRET_BENCH_"
+MASK_KEY_ENV = f"{BENCH_SECRET_PREFIX}MASK_KEY"  # the steps benchmarks' json_transform HMAC key
 
 
 class Cleanup:
@@ -44,6 +50,22 @@ def terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def set_bench_secrets() -> None:
+    """This run's secrets, random, in the harness's own environment: the bare loops inherit them and
+    ``BenchEnv.kcm_environ`` passes them to kcm, so a config can name them as ``${env:KCM_SECRET_BENCH_...}``."""
+    os.environ[MASK_KEY_ENV] = secrets.token_hex(32)
+
+
+DATABASE_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,56}")  # 63 bytes with the suffix, no quoting needed
+
+
+def bench_database_problem(name: str) -> str | None:
+    """Why ``name`` cannot be the harness's database (it is created, and its copy for control_scale), or None."""
+    if not DATABASE_NAME_RE.fullmatch(name):
+        return "lower-case letters, digits and '_', not starting with a digit, at most 57 characters"
+    return None
+
+
 def with_database(url: str, name: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -55,6 +77,13 @@ def with_redis_db(url: str, db: int) -> str:
 
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
+
+
+def _redis_db(url: str) -> int:
+    from urllib.parse import urlsplit
+
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
 
 
 def ensure_database(url: str) -> None:
@@ -114,22 +143,36 @@ class BenchEnv:
     workdir: Path
     sink_root: Path
     run_id: str
+    scale_database_url: str  # control_scale's own state database and Redis index
+    scale_redis_url: str
 
     @classmethod
     def from_env(cls, run_id: str, database: str = BENCH_DATABASE, redis_db: int = BENCH_REDIS_DB) -> BenchEnv:
+        from sqlalchemy.engine import make_url
+
         from schema.settings import Settings
 
         settings = Settings.from_env()
         if not settings.database_url.startswith("postgresql"):
             raise SystemExit("bench needs PostgreSQL: set KCM_DATABASE_URL (make bench does, from `make services`)")
+        # the harness empties its database and Redis index: never the ones kcm itself is configured with
+        if make_url(settings.database_url).database in (database, database + SCALE_SUFFIX):
+            raise SystemExit(f"--bench-db {database}: that is KCM_DATABASE_URL's own database, which the bench "
+                             "would empty; pick another name")
+        if _redis_db(settings.redis_url) in (redis_db, redis_db - 1):
+            raise SystemExit(f"--bench-redis-db {redis_db}: KCM_REDIS_URL uses index {_redis_db(settings.redis_url)}, "
+                             f"which the bench would empty (it uses {redis_db} and {redis_db - 1}); pick another")
         workdir = ROOT / ".local" / "bench" / run_id
         return cls(bootstrap=settings.kafka_bootstrap,
                    database_url=with_database(settings.database_url, database),
                    redis_url=with_redis_db(settings.redis_url, redis_db),
-                   workdir=workdir, sink_root=workdir / "sink", run_id=run_id)
+                   workdir=workdir, sink_root=workdir / "sink", run_id=run_id,
+                   scale_database_url=with_database(settings.database_url, database + SCALE_SUFFIX),
+                   scale_redis_url=with_redis_db(settings.redis_url, redis_db - 1))
 
     def kcm_environ(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KCM_")}
+        # the caller's KCM_* settings stay out (kcm runs on the bench's own); the harness's secrets go in
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KCM_") or k.startswith(BENCH_SECRET_PREFIX)}
         env.update({"KCM_DATABASE_URL": self.database_url, "KCM_REDIS_URL": self.redis_url,
                     "KCM_KAFKA_BOOTSTRAP": self.bootstrap, "KCM_FILE_SINK_ROOT": str(self.sink_root),
                     "KCM_SUPERVISOR_ID": f"kcm-bench-{self.run_id}",

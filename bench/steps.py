@@ -9,15 +9,11 @@ orders (``bench.bare_transform.order_value``):
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 from bench import kafka_util
-from bench.bare_transform import CONFIG, order_value, transform
-from bench.harness import CpuWindow, _window_figures
-from bench.observe import FileProgress, watch
-from bench.procfs import busy_percent, cpu_snapshot
+from bench.bare_transform import CONFIG, mask_key, order_value, transformer
+from bench.observe import FileProgress
 from bench.results import Result
 from bench.throughput import PARTITIONS, _compare
 
@@ -28,30 +24,43 @@ _topics: dict[tuple[int, int], str] = {}
 
 def _line_bytes() -> int:
     """Every transformed order has one length (checked on a spread of them): the file observer relies on it."""
+    transform = transformer(mask_key())
     sizes = {len(transform(order_value(i))) for i in (0, 1, 7, 99, 12_345, 89_999, 90_000, 999_999)}
     if len(sizes) != 1:
         raise RuntimeError(f"transformed orders differ in length {sorted(sizes)}: the file observer cannot count them")
     return sizes.pop() + 1
 
 
-def _check_same_output() -> None:
-    """kcm's json_transform and the bare loop write the same bytes, or the ratio compares different work."""
-    from processors.json_ops import compile_operations, transformer
+def _step(h):
+    """kcm's json_transform step for CONFIG, opened as a worker opens it: the mask key resolved under the settings
+    the bench stack gives kcm."""
+    from processors.context import ProcessorContext
     from processors.json_transform import JsonTransformStep
+    from schema.settings import Settings
 
-    apply = transformer(compile_operations(JsonTransformStep.validate_config(CONFIG)))
+    context = ProcessorContext(settings=Settings.from_env(h.env.kcm_environ()), consumer_id="bench",
+                               bootstrap_servers=h.env.bootstrap)
+    step = JsonTransformStep(JsonTransformStep.validate_config(CONFIG), context=context)
+    step.open()
+    return step
+
+
+def _check_same_output(h) -> None:
+    """kcm's json_transform and the bare loop write the same bytes, or the ratio compares different work."""
+    from processors.base import Record
+
+    step, transform = _step(h), transformer(mask_key())
     for i in (0, 5, 77_777):
-        if apply(order_value(i)) != transform(order_value(i)):
+        [out] = step.transform([Record("t", 0, i, order_value(i))])
+        if out.value() != transform(order_value(i)):
             raise RuntimeError(f"json_transform and the bare transform disagree on order {i}")
 
 
-def transform_us_per_message(samples: int = 20_000) -> float:
+def transform_us_per_message(h, samples: int = 20_000) -> float:
     """CPU per message of the json_transform step alone (in this process, the worker's code path)."""
     from processors.base import Record
-    from processors.json_transform import JsonTransformStep
 
-    step = JsonTransformStep(JsonTransformStep.validate_config(CONFIG))
-    step.open()
+    step = _step(h)
     batch = [Record("t", 0, i, order_value(i)) for i in range(samples)]
     started = time.process_time()
     for start in range(0, samples, 1000):
@@ -75,41 +84,17 @@ def _processors(path, root) -> list[dict]:
             {"processor_type": "file_sink", "config": {"path": str(path.relative_to(root)), "format": "raw"}}]
 
 
-def _run_bare(h, job: dict, progress, total: int) -> dict:
-    """``Harness.run_bare`` for ``bench.bare_transform`` (the harness runs ``bench.bare`` only)."""
-    job = {"bootstrap": h.env.bootstrap, "group": kafka_util.unique("kcm-bench-bare"), "expected": total,
-           "until_signal": True, **job}
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_transform", json.dumps(job)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        cpu = CpuWindow(lambda: [proc.pid])
-        before = cpu_snapshot()
-        window = watch(progress, total, alive=lambda: proc.poll() is None, on_first=cpu.first)
-        cpu.last()
-        machine_busy = busy_percent(before, cpu_snapshot())
-        proc.terminate()
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"bare transform loop failed ({proc.returncode}): {err[-2000:]}")
-    return {**_window_figures(window), **cpu.figures(window), "machine_busy_pct": machine_busy,
-            "group": job["group"], "processes": 1}
-
-
 def throughput_json_transform(h) -> Result:
     messages = h.args.messages or DEFAULT_MESSAGES
-    _check_same_output()
+    _check_same_output(h)
     line = _line_bytes()
     topic = _topic(h, messages)
-    step_us = transform_us_per_message()
+    step_us = transform_us_per_message(h)
 
     def bare():
         path = h.sink_path("bare-transform")
-        return _run_bare(h, {"kind": "transform_file", "topic": topic, "path": str(path), "fsync": True},
-                         FileProgress(str(path), line), messages)
+        return h.run_bare({"kind": "transform_file", "topic": topic, "path": str(path), "fsync": True},
+                          FileProgress(str(path), line), messages, module="bench.bare_transform")
 
     def kcm():
         path = h.sink_path("kcm-transform")
@@ -121,8 +106,9 @@ def throughput_json_transform(h) -> Result:
                     {"messages": messages, "partitions": PARTITIONS, "value_bytes": len(order_value(0)),
                      "output_bytes": line - 1, "transform_us_per_message": round(step_us, 2),
                      "config": json.dumps(CONFIG, separators=(",", ":"))},
-                    ["Both sides parse each order, rename 2 fields, drop 2, add 2, cast 4, mask 2 and write compact "
-                     "JSON lines (checked byte for byte before the runs); kcm through its json_transform step and "
+                    ["Both sides parse each order, rename 2 fields, drop 2, add 2, cast 4, mask 2 (HMAC-SHA256 under a "
+                     "key made up for the run, `${env:KCM_SECRET_BENCH_MASK_KEY}`) and write compact JSON lines "
+                     "(checked byte for byte before the runs); kcm through its json_transform step and "
                      "file_sink raw, the bare loop with the same operations written out by hand and the same JSON "
                      "calls (the C scanner, a C encoder built once), so the ratio is kcm's own overhead.",
                      f"The json_transform step alone costs {step_us:.1f} µs CPU per message here (in-process)."])
@@ -132,7 +118,7 @@ def scaling_cpu(h) -> Result:
     messages = h.args.messages or SCALING_MESSAGES
     line = _line_bytes()
     topic = _topic(h, messages)
-    step_us = transform_us_per_message()
+    step_us = transform_us_per_message(h)
 
     def replicas(n):
         def side():

@@ -1,23 +1,13 @@
 """Benchmark: what the worker's pipeline figures cost. One kcm worker (``python -m workers``, file_sink raw, the same
 pre-filled topic as ``throughput_file``) with ``KCM_WORKER_METRICS=true`` (the default: a ``perf_counter`` pair and
 one bucket increment per processor per batch, the counters published by the heartbeat thread) against ``false``
-(no timing), in the same run, sides alternating. Run directly, without the supervisor, like ``commit_interval``."""
+(no timing), in the same run, sides alternating. Run directly, without the supervisor (``bench.sides``)."""
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
-import uuid
 
-from bench.harness import CpuWindow, _window_figures
-from bench.kafka_util import unique
-from bench.observe import FileProgress, watch
-from bench.procfs import busy_percent, cpu_snapshot
 from bench.results import Result
-from bench.stack import ROOT
-from bench.throughput import PARTITIONS, SIZE, _compare
-from schema.spec import SPEC_ENV, ProcessorSpec, WorkerSpec
+from bench.sides import compare_setting
 
 SIDES = ("false", "true")  # the baseline first: the ratio is metrics on over metrics off
 TARGET = 0.97  # throughput drop of at most 3 %
@@ -60,64 +50,18 @@ def timing_cost_us() -> dict:
             "timing_us_per_batch": round(best[True] - best[False], 3)}
 
 
-def run_worker(h, topic: str, path, total: int, worker_metrics: str) -> dict:
-    """One worker consuming ``topic`` into ``path`` until the file holds every message, timed from outside."""
-    group = unique("kcm-bench-metrics")
-    spec = WorkerSpec(consumer_id=str(uuid.uuid4()), replica=0, generation=1, bootstrap_servers=h.env.bootstrap,
-                      topic=topic, group_id=group, processors=(ProcessorSpec(
-                          id="file", processor_type="file_sink",
-                          config={"path": str(path.relative_to(h.env.sink_root)), "format": "raw"}),))
-    env = h.env.kcm_environ(KCM_WORKER_METRICS=worker_metrics, **{SPEC_ENV: spec.to_json()})
-    log_path = h.env.workdir / f"worker-metrics-{worker_metrics}-{spec.consumer_id[:8]}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "workers"], env=env, cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        cpu = CpuWindow(lambda: [proc.pid])
-        before = cpu_snapshot()
-        window = watch(FileProgress(str(path), SIZE + 1), total, alive=lambda: proc.poll() is None,
-                       on_first=cpu.first)
-        cpu.last()
-        machine_busy = busy_percent(before, cpu_snapshot())
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if code != 0:
-        raise RuntimeError(f"worker exited {code}: {log_path.read_text()[-2000:]}")
-    committed = h.offsets.wait_committed(group, topic, timeout=15)
-    return {**_window_figures(window), **cpu.figures(window), "machine_busy_pct": machine_busy, "group": group,
-            "worker_metrics": worker_metrics, "offsets_committed": committed}
-
-
 def worker_metrics(h) -> Result:
-    messages = h.args.messages or 1_000_000
-    topic = h.prefilled_topic(messages, PARTITIONS, SIZE)
-
-    def side(value: str):
-        def run():
-            return run_worker(h, topic, h.sink_path(f"metrics-{value}"), messages, value)
-        return run
-
-    sides = {f"metrics_{value}": side(value) for value in SIDES}
-    labels = {f"metrics_{value}": f"KCM_WORKER_METRICS={value}" for value in SIDES}
-    result = _compare(h, "worker_metrics", "Worker pipeline figures, file sink", "the same worker without the "
-                    "per-batch timing (KCM_WORKER_METRICS=false)", TARGET, messages, sides, labels,
-                    {"messages": messages, "partitions": PARTITIONS, "value_bytes": SIZE, "format": "raw",
-                     "fsync": "every batch (file_sink default)", "batch_size": "KCM_BATCH_SIZE default (1000)"},
-                    ["Both sides are `python -m workers` with the same spec, started directly (no supervisor); "
-                     "only KCM_WORKER_METRICS differs. Timed like throughput_file: from the first poll that sees "
-                     "lines in the file to the first that sees all of them.",
-                     "The counters (batches, retries, dead-lettered, skipped) and their publication by the "
-                     "heartbeat thread are on in both sides; `true` adds the per-processor batch timing "
-                     "(one perf_counter pair and one bucket increment per processor per batch)."])
+    result = compare_setting(h, "worker_metrics", "Worker pipeline figures, file sink", "the same worker without "
+                             "the per-batch timing (KCM_WORKER_METRICS=false)", TARGET, variable="KCM_WORKER_METRICS",
+                             sides={f"metrics_{value}": value for value in SIDES}, slug="metrics",
+                             figure="worker_metrics", params={"batch_size": "KCM_BATCH_SIZE default (1000)"},
+                             notes=["The counters (batches, retries, dead-lettered, skipped) and their publication "
+                                    "by the heartbeat thread are on in both sides; `true` adds the per-processor "
+                                    "batch timing (one perf_counter pair and one bucket increment per processor "
+                                    "per batch)."])
     cost = timing_cost_us()
-    per_message_us = {side: result.figures[f"{side}_cpu_us_per_message"] for side in sides}
-    share = cost["timing_us_per_batch"] / (per_message_us["metrics_false"] * BATCH) if per_message_us[
-        "metrics_false"] else None
+    off_us = result.figures["metrics_false_cpu_us_per_message"]
+    share = cost["timing_us_per_batch"] / (off_us * BATCH) if off_us else None
     result.figures.update(cost, timing_share_of_batch_cpu=share)
     result.rows.append([f"timing cost in-process: µs per batch of {BATCH} (one processor)",
                         f"{cost['timing_us_per_batch']:.3f}", f"deliver() {cost['deliver_us_timing_off']:.3f} off / "

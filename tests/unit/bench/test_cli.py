@@ -26,3 +26,26 @@ def test_unknown_benchmark_and_zero_runs_are_refused(capsys):
     assert "unknown benchmark" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_args(["--runs", "0"])
+
+
+def test_two_runs_at_once_each_name_their_own_database_and_redis_index():
+    default = parse_args([])
+    assert (default.bench_db, default.bench_redis_db) == ("kcm_bench", 14)
+    second = parse_args(["--bench-db", "kcm_bench_b", "--bench-redis-db", "11"])
+    assert (second.bench_db, second.bench_redis_db) == ("kcm_bench_b", 11)
+
+
+@pytest.mark.parametrize("argv", [["--bench-db", 'kcm"; DROP'], ["--bench-db", "Kcm-Bench"], ["--bench-db", "9lives"],
+                                  ["--bench-redis-db", "0"]])
+def test_a_database_name_that_needs_quoting_or_an_index_without_one_below_is_refused(argv, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert argv[0] in capsys.readouterr().err
+
+
+def test_help_documents_the_state_options(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "--bench-db NAME" in out and "--bench-redis-db N" in out and "NAME_scale" in out
+    assert "--bench-db kcm_bench_b --bench-redis-db 11" in out  # the description: two runs at once
