@@ -11,6 +11,11 @@ the API lists and replays it.
 A replay uses the processor's **current** configuration (fixing it is the usual reason to replay): the job
 reads the processor row and its consumer from kcm's database (the rq worker's ``KCM_DATABASE_URL``) and
 records each outcome in ``job.meta["dead_letter"]["history"]`` (``schema.dead_letter_store.history_entry``).
+
+A dead letter of a sink goes to that sink only (after steps it holds the message as transformed). A dead letter
+of a step (``processors.base.BaseStep``) holds the message before the step, so it goes through the step and the
+processors after it in the consumer's current order (``processors.pipeline.replay_through``); a step that drops
+it on replay (a filter whose fixed condition no longer matches) counts as replayed, and the history says so.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from datetime import UTC, datetime
 
 from rq import Queue, Retry
 
-from processors.base import FatalError, Record, RetriableError
+from processors.base import BaseStep, FatalError, Record, RetriableError
 from processors.context import ProcessorContext
 from schema import keys
 from schema.dead_letter_store import append_history, history_entry
@@ -129,7 +134,8 @@ def _sessions(database_url: str):
 
 
 def current_processor(database_url: str, envelope: dict):
-    """``(ProcessorSpec, updated_at, envelope with the consumer's current cluster)`` from kcm's database.
+    """``(ProcessorSpec, later ProcessorSpecs, updated_at, envelope with the consumer's current cluster)`` from kcm's
+    database; the later specs are the processors after it in the consumer's current order (what a step feeds).
 
     Raises ``ProcessorGone`` when the processor row is missing or belongs to another consumer."""
     from schema.models import DownstreamProcessor
@@ -147,15 +153,16 @@ def current_processor(database_url: str, envelope: dict):
         if row is None or str(row.consumer_id) != consumer_id:
             raise gone
         consumer = row.consumer
-        spec = ProcessorSpec(id=str(row.id), processor_type=row.processor_type, config=dict(row.config or {}),
-                             on_error=row.on_error)
+        specs = [ProcessorSpec(id=str(p.id), processor_type=p.processor_type, config=dict(p.config or {}),
+                               on_error=p.on_error) for p in consumer.downstream_processors]  # ordered by position
+        index = next(n for n, p in enumerate(specs) if p.id == str(row.id))
         current = dict(envelope)
         if consumer.bootstrap_servers or consumer.broker_ip:
             current["bootstrap_servers"] = bootstrap_servers_of(consumer)
         if consumer.security is not None:
             current["security"] = dict(consumer.security)
         current["topic"] = consumer.topic or envelope.get("topic", "")
-        return spec, row.updated_at, current
+        return specs[index], tuple(specs[index + 1:]), row.updated_at, current
 
 
 def redeliver(envelope: dict) -> str:
@@ -164,6 +171,7 @@ def redeliver(envelope: dict) -> str:
     from sqlalchemy.exc import SQLAlchemyError
 
     from processors import registry
+    from processors.pipeline import replay_through
     from schema.settings import Settings
 
     job = get_current_job()
@@ -172,7 +180,7 @@ def redeliver(envelope: dict) -> str:
     record = record_from_envelope(envelope)
     where = f"{record.topic()}/{record.partition()}@{record.offset()}"
     try:
-        spec, updated_at, current = current_processor(settings.database_url, envelope)
+        spec, later, updated_at, current = current_processor(settings.database_url, envelope)
     except ProcessorGone as exc:
         _history(job, DELIVERY_FAILED, f"{exc}; not retried")
         if job is not None:
@@ -184,23 +192,36 @@ def redeliver(envelope: dict) -> str:
     configured = f"with the processor's current configuration (updated_at {_iso(updated_at)})"
     try:
         processor_cls = registry.load(spec.processor_type)
-        config = processor_cls.validate_config(spec.config)
         context = ProcessorContext.for_replay(current, settings, redis)
-        processor = processor_cls(config, consumer_id=context.consumer_id, processor_id=spec.id, context=context)
-        processor.open()
-        try:
-            processor.process([record])
-            processor.flush()
-        finally:
-            processor.close()
+        if issubclass(processor_cls, BaseStep):  # to the step alone it would go nowhere: through it and on
+            configured = (f"through step {spec.id} ({spec.processor_type}) and the {len(later)} processor(s) after "
+                          f"it, with their current configurations (the step's updated_at {_iso(updated_at)})")
+            dropped_by = replay_through([spec, *later], record, context)
+        else:
+            dropped_by = None
+            _deliver_to(processor_cls, spec, record, context)
     except Exception as exc:
         _history(job, DELIVERY_FAILED, f"{type(exc).__name__}: {str(exc)[:500]} ({configured})")
         raise
+    if dropped_by is not None:
+        configured = f"{configured}; dropped by step {dropped_by}, which counts as replayed"
     _history(job, DELIVERED, f"{where} {configured}")
     if job is not None and redis is not None:
         redis.zrem(keys.dead_letter_index(envelope["consumer_id"]), job.id)
     log.info("dead letter %s delivered to processor %s %s", where, spec.id, configured)
     return f"delivered {where}"
+
+
+def _deliver_to(processor_cls, spec, record: Record, context: ProcessorContext) -> None:
+    """A sink's dead letter: to that sink alone (after steps it holds the message as they transformed it)."""
+    config = processor_cls.validate_config(spec.config)
+    processor = processor_cls(config, consumer_id=context.consumer_id, processor_id=spec.id, context=context)
+    processor.open()
+    try:
+        processor.process([record])
+        processor.flush()
+    finally:
+        processor.close()
 
 
 def _iso(when: datetime | None) -> str:

@@ -14,11 +14,12 @@ Every processor is built with the worker's ``processors.context.ProcessorContext
 a callable the worker provides (``wait_with``): it pauses the partitions and keeps polling, so a long retry
 does not cost the group membership (without one, e.g. in tests, the pipeline just sleeps).
 
-Per processor it counts batches, retries, dead-lettered and skipped messages (``stats``) and times each delivered
-batch into a fixed-bucket histogram (``latency``; ``KCM_WORKER_METRICS=false`` turns the timing off): O(1) per
-processor per batch, never per message. ``published_stats()`` is what the heartbeat thread publishes
-(schema/worker_metrics.py); every error path also reports to the worker (``record_errors_with``) for its list of
-recent errors.
+Per processor it counts batches, retries, dead-lettered and skipped messages and, for a step, the messages it
+dropped (let not through; from the lengths of its input and output, less what its isolation dead-lettered or
+skipped) (``stats``), and times each delivered batch into a fixed-bucket histogram (``latency``;
+``KCM_WORKER_METRICS=false`` turns the timing off): O(1) per processor per batch, never per message.
+``published_stats()`` is what the heartbeat thread publishes (schema/worker_metrics.py); every error path also
+reports to the worker (``record_errors_with``) for its list of recent errors.
 
 **Steps** (``processors.base.BaseStep``: ``filter``, ``json_transform``) change the batch for the processors after
 them: ``deliver`` hands each later stage what the last step returned, and stops once a step has let nothing
@@ -49,7 +50,7 @@ from processors.context import ProcessorContext
 from processors.policy import DeliveryPolicy, load_policy, split_config
 from schema.ratelimited_log import Outages
 from schema.spec import ProcessorSpec
-from schema.worker_metrics import BatchLatency
+from schema.worker_metrics import COUNTERS, BatchLatency
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ class Pipeline:
         self.policies = policies or [DeliveryPolicy(on_error=spec.on_error) for spec, _ in stages]
         self.consumer_id = consumer_id or (context.consumer_id if context is not None else "")
         self.context = context
-        self.stats = {spec.id: {"batches": 0, "retries": 0, "dead_lettered": 0, "skipped": 0}
-                      for spec, _ in stages}
+        self.stats = {spec.id: dict.fromkeys(COUNTERS, 0) for spec, _ in stages}
+        self._isolated: dict[str, int] = {}  # per step: messages of the batch in flight its isolation gave up on
         self.latency = {spec.id: BatchLatency() for spec, _ in stages}
         self._timed = getattr(getattr(context, "settings", None), "worker_metrics", True)
         # what deliver() walks: no dictionary lookup per stage per batch; a step's attempt returns its output
@@ -146,18 +147,24 @@ class Pipeline:
         if not batch:
             return
         timed = self._timed
-        for spec, processor, policy, stats, latency, attempt in self._plan:
-            if timed:  # one perf_counter pair and one bucket increment per processor per batch
-                started = perf_counter()
-                passed = self._deliver_stage(spec, processor, policy, batch, attempt)
-                latency.observe(perf_counter() - started)
-            else:
-                passed = self._deliver_stage(spec, processor, policy, batch, attempt)
-            stats["batches"] += 1
-            if passed is not None:  # a step: the later stages get what it let through
-                if not passed:
-                    return
-                batch = passed
+        try:
+            for spec, processor, policy, stats, latency, attempt in self._plan:
+                if timed:  # one perf_counter pair and one bucket increment per processor per batch
+                    started = perf_counter()
+                    passed = self._deliver_stage(spec, processor, policy, batch, attempt)
+                    latency.observe(perf_counter() - started)
+                else:
+                    passed = self._deliver_stage(spec, processor, policy, batch, attempt)
+                stats["batches"] += 1
+                if passed is not None:  # a step: the later stages get what it let through
+                    if len(passed) != len(batch):  # once per batch; what isolation gave up is counted as such
+                        stats["dropped"] += len(batch) - len(passed) - self._isolated.pop(spec.id, 0)
+                    if not passed:
+                        return
+                    batch = passed
+        except BaseException:
+            self._isolated.clear()  # a failed batch's give-ups must not be subtracted from the next one's drops
+            raise
 
     # ------------------------------------------------------------------ policy
     def _deliver_stage(self, spec: ProcessorSpec, processor: BaseProcessor, policy: DeliveryPolicy, batch,
@@ -244,6 +251,8 @@ class Pipeline:
         passed: list | None = [] if attempt is self._transform else None  # a staticmethod: one object
         if len(batch) == 1:
             self._give_up(spec, policy, batch[0], error, attempts)
+            if passed is not None:  # a step's: not let through, yet not a drop (deliver subtracts it)
+                self._isolated[spec.id] = self._isolated.get(spec.id, 0) + 1
             return passed
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
@@ -320,9 +329,11 @@ def _dead_letter_queue(context: ProcessorContext | None):
     return DeadLetterQueue(context)
 
 
-def replay_through(specs: list[ProcessorSpec], record, context: ProcessorContext) -> None:
+def replay_through(specs: list[ProcessorSpec], record, context: ProcessorContext) -> str | None:
     """Deliver a dead letter of a step through that step and the processors after it (``specs``, in order, with
-    their current configs). Every failure raises, so the rq job is retried: no retries here, no new dead letter."""
+    their current configs). Every failure raises, so the rq job is retried: no retries here, no new dead letter.
+
+    Returns the step that dropped the message (``"id (type)"``), or None when every processor accepted it."""
     strict = [dataclasses.replace(spec, on_error="retry", config={**spec.config, "max_retries": 0}) for spec in specs]
     pipeline = Pipeline.build(strict, context=context)
     pipeline.open()
@@ -330,3 +341,4 @@ def replay_through(specs: list[ProcessorSpec], record, context: ProcessorContext
         pipeline.deliver([record])
     finally:
         pipeline.close()
+    return next((f"{spec.id} ({spec.processor_type})" for spec in specs if pipeline.stats[spec.id]["dropped"]), None)

@@ -2,9 +2,10 @@
 
 Per processor: the pipeline's counters (``COUNTERS``) and the batch latency, ``process`` + ``flush`` seconds per
 delivered batch, in fixed buckets (``BATCH_LATENCY_BUCKETS``). The heartbeat carries them as one JSON field,
-``processors``: ``[{"id", "type", "batches", "retries", "dead_lettered", "skipped",
-"latency": {"buckets": [cumulative count per bound, +Inf last], "sum": seconds}}]``, the Prometheus histogram
-shape, so replicas sum bucket by bucket and p50/p99 are estimated like PromQL's ``histogram_quantile``.
+``processors``: ``[{"id", "type", "batches", "retries", "dead_lettered", "skipped", "dropped" (messages a step
+let not through), "latency": {"buckets": [cumulative count per bound, +Inf last], "sum": seconds}}]``, the
+Prometheus histogram shape, so replicas sum bucket by bucket and p50/p99 are estimated like PromQL's
+``histogram_quantile``.
 
 The replica's recent errors are JSON items of a capped list (``schema.keys.replica_errors_key``):
 ``{"time", "replica", "processor", "kind", "message"}``, never a payload, the message already scrubbed.
@@ -17,7 +18,7 @@ from bisect import bisect_left
 
 # upper bounds (seconds, inclusive: Prometheus ``le``); a batch slower than the last lands in +Inf
 BATCH_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-COUNTERS = ("batches", "retries", "dead_lettered", "skipped")
+COUNTERS = ("batches", "retries", "dead_lettered", "skipped", "dropped")
 ERROR_KINDS = ("retry", "batch_failed", "dead_lettered", "skipped", "kafka", "exit")
 ERROR_MESSAGE_MAX = 500  # characters kept of an error's text
 

@@ -14,6 +14,8 @@ class ProcessorStatsOut(Schema):
     retries = fields.Integer(required=True, metadata={"description": "Retries of a failing batch"})
     dead_lettered = fields.Integer(required=True, metadata={"description": "Messages dead-lettered"})
     skipped = fields.Integer(required=True, metadata={"description": "Messages skipped (on_error=skip)"})
+    dropped = fields.Integer(required=True, metadata={
+        "description": "Messages a step let not through (a filter's non-matches; 0 for a sink)"})
     batch_latency_p50_seconds = fields.Float(allow_none=True, metadata={
         "description": "Median seconds per accepted batch (process + flush), estimated from the latency buckets; "
                        "null before the first batch or with KCM_WORKER_METRICS=false"})

@@ -52,7 +52,9 @@ class ProcessorSeries:
                         ("batches", "Batches the processor accepted, summed over the live replicas"),
                         ("retries", "Retries of a failing batch, summed over the live replicas"),
                         ("dead_lettered", "Messages the processor dead-lettered, summed over the live replicas"),
-                        ("skipped", "Messages the processor skipped (on_error=skip), summed over the live replicas"))}
+                        ("skipped", "Messages the processor skipped (on_error=skip), summed over the live replicas"),
+                        ("dropped", "Messages a step let not through (a filter's non-matches), summed over the live "
+                                    "replicas"))}
         for (consumer_id, processor), total in sorted(self._totals.items()):
             labels = [consumer_id, processor]
             for name in COUNTERS:

@@ -18,6 +18,7 @@ from api.services.recent_errors import RecentErrorsService
 from schema import keys
 from schema.health import Verdict
 from schema.states import ProcessState
+from schema.worker_metrics import COUNTERS
 from supervisor.lag.store import decode_point, decode_sample, history_point
 
 MAX_ROWS = 500  # the consumers page shows this many at most (the API's list pages through them all)
@@ -136,7 +137,7 @@ def consumer_detail(kcm, consumer_id) -> dict:
             if total is None:
                 processors[counters["processor_id"]] = {**counters}
                 continue
-            for name in ("batches", "retries", "dead_lettered", "skipped"):
+            for name in COUNTERS:
                 total[name] = (total.get(name) or 0) + (counters.get(name) or 0)
     series = history_series(points) if points else chart_series(samples)
     return {"status": status, "errors": errors, "series": series,

@@ -4,6 +4,7 @@ and the processor, error and restart series of /metrics (promtool-clean)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import uuid
@@ -13,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from schema import keys
 from schema.models import Consumer, DownstreamProcessor
 from schema.states import DesiredState
+from tests.integration.api.conftest import ADMIN_TOKEN
 from tests.integration.monitoring.test_api import promtool
+from tests.integration.ui.conftest import Dashboard
 from tests.support.kafka import produce, wait_for
 
 ROUNDS = 4
@@ -22,8 +25,9 @@ POISON_AT, BAD_AT = 3, 7  # positions in each round: p1 fails on POISON (skip), 
 FAST_POLICY = {"max_retries": 1, "retry_backoff": 0.05, "retry_backoff_max": 0.05, "dead_letter_retry_intervals": [3600]}
 
 
-def _two_processor_consumer(runtime, topic: str) -> tuple[str, str, str, list]:
-    """A running consumer whose first processor skips POISON messages and second dead-letters BADMSG ones."""
+def _two_processor_consumer(runtime, topic: str) -> tuple[str, str, str, str, list]:
+    """A running consumer whose first processor skips POISON messages and second dead-letters BADMSG ones; a
+    filter after them (last, so what the sinks see is unchanged) drops the first round."""
     outs = [runtime.tmp_path / f"p{n}-{uuid.uuid4().hex[:6]}.txt" for n in (1, 2)]
     with runtime.sessions() as session, session.begin():
         consumer = Consumer(bootstrap_servers=[runtime.bootstrap], topic=topic, consumer_group=f"kcm-rt-{topic}",
@@ -33,11 +37,13 @@ def _two_processor_consumer(runtime, topic: str) -> tuple[str, str, str, list]:
             consumer.downstream_processors.append(DownstreamProcessor(
                 processor_type="test_collector", on_error=on_error, position=position,
                 config={"path": str(out), "fail_on": fail_on, **FAST_POLICY}))
+        consumer.downstream_processors.append(DownstreamProcessor(
+            processor_type="filter", on_error="retry", position=2, config={"condition": f"offset >= {PER_ROUND}"}))
         session.add(consumer)
         session.flush()
-        cid, p1, p2 = str(consumer.id), *(str(p.id) for p in consumer.downstream_processors)
+        cid, p1, p2, p3 = str(consumer.id), *(str(p.id) for p in consumer.downstream_processors)
     runtime.command(cid, "create")
-    return cid, p1, p2, outs
+    return cid, p1, p2, p3, outs
 
 
 def _value(i: int) -> bytes:
@@ -49,9 +55,22 @@ def _samples(text: str) -> dict[tuple, float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def test_status_errors_and_metrics_count_what_a_sometimes_failing_pipeline_did(runtime, client, topic_factory):
+def _dashboard_processors(app, cid: str) -> dict[str, dict[str, str]]:
+    """The consumer page's processors table as shown: per position, each column's text."""
+    board = Dashboard(app)
+    assert board.sign_in(ADMIN_TOKEN).status_code == 303
+    page = board.get(f"/consumers/{cid}/live")
+    assert page.status_code == 200
+    table = page.get_data(as_text=True).split('id="processors"', 1)[1].split("</table>", 1)[0]
+    columns = re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', table)
+    return {position: dict(zip(columns[1:], (re.sub(r"<[^>]+>", "", c).strip()
+                                             for c in re.findall(r"<td[^>]*>(.*?)</td>", cells, re.S)), strict=True))
+            for position, cells in re.findall(r'<th scope="row">(\d+)</th>(.*?)</tr>', table, re.S)}
+
+
+def test_status_errors_and_metrics_count_what_a_sometimes_failing_pipeline_did(runtime, app, client, topic_factory):
     topic = topic_factory(partitions=1)
-    cid, p1, p2, (out1, out2) = _two_processor_consumer(runtime, topic)
+    cid, p1, p2, p3, (out1, out2) = _two_processor_consumer(runtime, topic)
     runtime.start_supervisor()
     first_pid = runtime.worker_pid(cid)
     for done in range(1, ROUNDS + 1):  # one round at a time: exactly one batch per round holds each failure
@@ -63,7 +82,8 @@ def test_status_errors_and_metrics_count_what_a_sometimes_failing_pipeline_did(r
     def published():
         replica = client.get(f"/consumers/{cid}/status/").json["replicas"][0]
         figures = {p["processor_id"]: p for p in replica["processors"] or ()}
-        return figures if figures.get(p2, {}).get("dead_lettered") == ROUNDS else None
+        done = figures.get(p2, {}).get("dead_lettered") == ROUNDS and figures.get(p3, {}).get("dropped") == PER_ROUND
+        return figures if done else None
 
     figures = wait_for(published, timeout=20, message="the counters in the status")
     first, second = figures[p1], figures[p2]
@@ -71,6 +91,10 @@ def test_status_errors_and_metrics_count_what_a_sometimes_failing_pipeline_did(r
         ("test_collector", ROUNDS, ROUNDS, 0)
     assert (second["retries"], second["skipped"], second["dead_lettered"]) == (ROUNDS, 0, ROUNDS)
     assert first["batches"] == second["batches"] >= ROUNDS
+    assert (first["dropped"], second["dropped"]) == (0, 0)  # a sink drops nothing
+    assert (figures[p3]["processor_type"], figures[p3]["dropped"], figures[p3]["skipped"]) == ("filter", PER_ROUND, 0)
+    shown = _dashboard_processors(app, cid)
+    assert (shown["2"]["Type"], shown["2"]["Dropped"], shown["0"]["Dropped"]) == ("filter", str(PER_ROUND), "0")
     for figure in (first, second):
         assert 0 < figure["batch_latency_p50_seconds"] <= figure["batch_latency_p99_seconds"]
     assert runtime.redis.zcard(keys.dead_letter_index(cid)) == ROUNDS
@@ -112,6 +136,8 @@ def test_status_errors_and_metrics_count_what_a_sometimes_failing_pipeline_did(r
     assert value("kcm_processor_skipped_total", consumer_id=cid, processor=p1) == ROUNDS
     assert value("kcm_processor_dead_lettered_total", consumer_id=cid, processor=p2) == ROUNDS
     assert value("kcm_processor_dead_lettered_total", consumer_id=cid, processor=p1) == 0
+    assert value("kcm_processor_dropped_total", consumer_id=cid, processor=p3) == PER_ROUND
+    assert value("kcm_processor_dropped_total", consumer_id=cid, processor=p1) == 0
     assert value("kcm_consumer_errors_total", consumer_id=cid, replica="0") == float(runtime.heartbeat(cid)["errors"])
     assert value("kcm_replica_restarts_total", consumer_id=cid, replica="0") == 0
 
