@@ -79,17 +79,21 @@ class Assignment:
             self._lapse()
             self._apply()
             return
+        renewing = self._db_outages["renewing slot leases"]
         try:
             lost = self.slots.renew()
         except sqlalchemy.exc.SQLAlchemyError as exc:
-            self._db_outages["renewing slot leases"].failed(str(exc).splitlines()[0])
+            renewing.failed(str(exc).splitlines()[0])
             lost = self.slots.lapsed()
+            self._next_balance = max(self._next_balance, time.monotonic() + 2 * self.balance_seconds)
         else:
-            self._db_outages["renewing slot leases"].recovered()
+            if renewing.failing:  # the database is back: let the others renew first, or we would take everything
+                self._next_balance = time.monotonic() + 2 * self.balance_seconds
+            renewing.recovered()
         for item in lost:
             self._on_lost(item)
         now = time.monotonic()
-        if not self.stopping and (balance_now or now >= self._next_balance):
+        if not self.stopping and not renewing.failing and (balance_now or now >= self._next_balance):
             self._next_balance = now + self.balance_seconds
             claimed, handover = self._db("balancing slots", self.slots.balance, default=([], None))
             if claimed:

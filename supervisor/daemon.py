@@ -205,6 +205,8 @@ class Supervisor(Assignment):
                          for n in range(self.consumers[cid].replicas)}
         gone_replicas.update({(cid, n): ANY_EPOCH for cid, c in desired.items() if not c.running
                               and cid in self.consumers for n in range(c.replicas, self.consumers[cid].replicas)})
+        for key in self.replicas:  # ours: deleted once its worker is gone (supervisor/assignment.py)
+            gone_replicas.pop(key, None)
         if only is None:
             self.consumers = desired
         else:

@@ -234,8 +234,9 @@ class SlotTable:
         started = self.clock()
         with self.engine.begin() as conn:
             self.share = self.compute_share(conn)
-            keeping = [k for k, h in self.held.items() if not h.handover]
-            misplaced = self._misplaced(conn, keeping)
+            retiring, misplaced = self._doomed(conn)
+            keeping = [k for k, h in self.held.items() if not h.handover and k not in retiring]
+            misplaced = [k for k in misplaced if k in keeping]
             want = self.share - len(keeping)
             if (misplaced or want < 0) and not any(h.handover for h in self.held.values()):
                 return [], self._start_handover(conn, misplaced or keeping)
@@ -243,14 +244,18 @@ class SlotTable:
                 return self._claim(conn, want, started), None
         return [], None
 
-    def _misplaced(self, conn, keeping: list[Key]) -> list[Key]:
-        """Slots we hold whose consumer's placement (changed since) our labels no longer satisfy."""
-        if not keeping:
-            return []
-        rows = conn.execute(sa.select(SLOTS.c.consumer_id, SLOTS.c.replica, CONSUMERS.c.placement)
+    def _doomed(self, conn) -> tuple[set[Key], list[Key]]:
+        """Of the slots we hold: those being stopped anyway (consumer stopped, replicas shrank; not counted in the
+        share) and those whose consumer's placement (changed since) our labels no longer satisfy."""
+        if not self.held:
+            return set(), []
+        rows = conn.execute(sa.select(SLOTS.c.consumer_id, SLOTS.c.replica, CONSUMERS.c.placement,
+                                      CONSUMERS.c.replicas, CONSUMERS.c.desired_state)
                             .select_from(SLOTS.join(CONSUMERS, CONSUMERS.c.id == SLOTS.c.consumer_id))
-                            .where(SLOTS.c.holder == self.me, CONSUMERS.c.placement.is_not(None))).all()
-        return sorted(k for r in rows if (k := _key(r)) in keeping and not matches(r.placement, self.labels))
+                            .where(SLOTS.c.holder == self.me)).all()
+        retiring = {_key(r) for r in rows if r.desired_state not in RUNNING_STATES or r.replica >= r.replicas}
+        misplaced = sorted(k for r in rows if (k := _key(r)) not in retiring and not matches(r.placement, self.labels))
+        return retiring, misplaced
 
     def _claim(self, conn, want: int, started: float) -> list[Key]:
         free = sa.or_(SLOTS.c.holder.is_(None), SLOTS.c.lease_expires_at.is_(None),

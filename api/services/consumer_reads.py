@@ -18,7 +18,7 @@ PROCESSORS = DownstreamProcessor.__table__
 MAX_SQL_OFFSET = 2**53
 # the column order the list statement selects and page_items() unpacks
 CONSUMER_FIELDS = ("id", "name", "broker_ip", "broker_port", "bootstrap_servers", "topic", "consumer_group", "client_id",
-                   "replicas", "auto_offset_reset", "security", "status", "desired_state", "generation",
+                   "replicas", "auto_offset_reset", "security", "placement", "status", "desired_state", "generation",
                    "created_at", "updated_at")
 PROCESSOR_FIELDS = ("id", "consumer_id", "processor_type", "config", "on_error", "position", "created_at",
                     "updated_at")
@@ -91,8 +91,8 @@ def page_items(rows: list[Row]) -> list[dict]:
     items: list[dict] = []
     processors: list[dict] = []
     last_id = None
-    for (cid, name, broker_ip, broker_port, servers, topic, group, client_id, replicas, offset_reset, security, status,
-         desired_state, generation, created_at, updated_at, _total,
+    for (cid, name, broker_ip, broker_port, servers, topic, group, client_id, replicas, offset_reset, security, placement,
+         status, desired_state, generation, created_at, updated_at, _total,
          pid, p_consumer_id, p_type, p_config, p_on_error, p_position, p_created_at, p_updated_at) in rows:
         if cid != last_id:
             last_id = cid
@@ -109,6 +109,7 @@ def page_items(rows: list[Row]) -> list[dict]:
                 "replicas": replicas,
                 "auto_offset_reset": offset_reset,
                 "security": None if security is None else dict(security),
+                "placement": None if placement is None else dict(placement),
                 "downstream_processors": processors,
                 "status": status,
                 "desired_state": desired_state,

@@ -361,7 +361,9 @@ class ConsumerService:
                 consumer.downstream_processors.clear()
                 session.flush()
                 session.add_all(new_processors(specs, consumer.id))
-            if changes or specs is not None:  # an empty or same-value PATCH restarts nothing
+            # an empty or same-value PATCH restarts nothing; nor does placement, which is not in the worker's spec
+            # (the supervisors move the slots instead)
+            if set(changes) - {"placement"} or specs is not None:
                 bump_if_running(consumer)
             consumer = self.reload(session, consumer_id)
             old, new = changed(before, consumer_snapshot(consumer))

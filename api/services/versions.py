@@ -27,7 +27,7 @@ from schema.states import CommandAction
 # the audit action of a rollback (the ``Action`` enum of api/services/audit.py should name it too)
 ROLLBACK_ACTION = Action.CONSUMER_ROLLBACK
 VERSIONED_FIELDS = ("name", "broker_ip", "broker_port", "bootstrap_servers", "topic", "consumer_group",
-                    "client_id", "replicas", "auto_offset_reset", "security")
+                    "client_id", "replicas", "auto_offset_reset", "security", "placement")
 PROCESSOR_FIELDS = ("processor_type", "config", "on_error", "position")
 PROCESSORS = "downstream_processors"
 MAX_SUMMARY = 500

@@ -76,3 +76,21 @@ def test_supervisors_lists_each_supervisors_slots_and_the_status_shows_the_epoch
     assert all(s["epoch"] >= 1 and s["state"] == "RUNNING" for s in found[sids[0]]["slots"])
     replica = client.get(f"/consumers/{pinned[0]}/status/").json["replicas"][0]
     assert replica["supervisor_id"] == sids[0] and replica["host"] and replica["epoch"] >= 1
+
+
+def test_placement_shows_in_the_list_is_versioned_and_a_change_restarts_no_worker(client, kafka_bootstrap):
+    created = _consumer(client, kafka_bootstrap, placement={"zone": "a"}).json
+    cid = created["id"]
+    listed = [c for c in client.get("/consumers/?page_size=100").json if c["id"] == cid]
+    assert listed and listed[0]["placement"] == {"zone": "a"}
+    assert client.post(f"/consumers/{cid}/start/").status_code in (200, 202)
+    generation = client.get(f"/consumers/{cid}/").json["generation"]
+    patched = client.patch(f"/consumers/{cid}/", json={"placement": {"zone": "b"}})
+    assert patched.status_code == 200, patched.json
+    # the supervisors move the slot to a matching host; the worker's spec did not change, so no new generation
+    assert patched.json["generation"] == generation and patched.json["placement"] == {"zone": "b"}
+    versions = client.get(f"/consumers/{cid}/versions/").json
+    assert versions[0]["config"]["placement"] == {"zone": "b"}
+    diff = client.get(f"/consumers/{cid}/versions/{versions[0]['version']}/diff/",
+                      query_string={"against": versions[1]["version"]}).json
+    assert "placement" in str(diff), diff

@@ -181,9 +181,11 @@ def test_postgresql_restarted_mid_way_no_twin_nothing_lost_convergence(private_p
     # the leases lapse while the database is away: every supervisor stops its workers (fenced) within the TTL
     wait_for(lambda: not cluster.worker_pids(), timeout=TTL + 30, message="workers stopped: no lease can be proved")
     private_pg_url.start()
-    cluster.wait_running(timeout=120)
-    spread = cluster.spread()
-    assert sorted(spread) == sorted(sids) and all(n == 3 for n in spread.values()), spread
+
+    def converged():
+        spread = cluster.spread()
+        return sorted(spread) == sorted(sids) and all(n == 3 for n in spread.values()) and cluster.running_everywhere()
+    wait_for(converged, timeout=120, interval=0.2, message="every replica RUNNING again, spread 3/3/3")
     _more_samples(cluster)
     total = producer.stop()
     cluster.check_sinks(total, duplicates_allowed=True)
