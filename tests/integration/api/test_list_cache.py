@@ -13,7 +13,8 @@ from api.context import EXTENSION
 from api.services.page_cache import RenderedPageCache
 from schema.db import make_engine, make_session_factory
 from schema.migrate import downgrade, upgrade
-from schema.states import ConsumerStatus
+from schema.models import ReplicaSlot
+from schema.states import ProcessState
 from supervisor.desired import write_status
 from tests.integration.api.conftest import VALID_CONSUMER, make_app
 
@@ -99,10 +100,18 @@ def test_api_writes_show_in_the_very_next_list(client):
     assert set(by_id(listed(client)[0])) == {first["id"]}
 
 
+def _supervisor_writes(sessions, consumer_id: str, state: ProcessState) -> None:
+    """What a supervisor holding replica 0's slot does: a fenced write of the replica's state, which folds
+    ``consumers.status`` (supervisor/desired.py)."""
+    with sessions() as session, session.begin():
+        session.merge(ReplicaSlot(consumer_id=uuid.UUID(consumer_id), replica=0, holder="test-supervisor", epoch=1))
+    assert write_status(sessions, consumer_id, 0, holder="test-supervisor", epoch=1, state=state).accepted
+
+
 def test_the_supervisors_status_write_shows_in_the_very_next_list(kcm, client):
     consumer = create(client)
     assert warm(client)[0]["status"] == "INACTIVE"
-    write_status(kcm.consumers.sessions, consumer["id"], ConsumerStatus.ACTIVE)  # updated_at stays as it was
+    _supervisor_writes(kcm.consumers.sessions, consumer["id"], ProcessState.RUNNING)  # updated_at stays as it was
     item = listed(client)[0][0]
     assert item["status"] == "ACTIVE" and item["updated_at"] == consumer["updated_at"]
 
@@ -224,14 +233,15 @@ def _version(url: str):
         engine.dispose()
 
 
-def _status_write_moves_the_version(url: str) -> None:
+def _status_write_moves_the_version(url: str, state: ProcessState) -> None:
+    """``state`` must fold to another status than the consumer has (an unchanged status writes nothing)."""
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     try:
         with engine.begin() as conn:  # a UUID on PostgreSQL, 32 hex digits on SQLite: uuid.UUID takes both
             consumer_id = conn.execute(sa.text("SELECT id FROM consumers")).scalars().first()
         before = _version(url)
-        write_status(sessions, str(consumer_id), ConsumerStatus.ERROR)
+        _supervisor_writes(sessions, str(consumer_id), state)
         assert _version(url) != before
     finally:
         engine.dispose()
@@ -251,7 +261,7 @@ def test_migration_0004_goes_down_and_up_again_with_working_triggers(request, da
         create(app.test_client())
     finally:
         app.extensions[EXTENSION].close()
-    _status_write_moves_the_version(url)
+    _status_write_moves_the_version(url, ProcessState.FATAL)
 
     downgrade(url, "0003")
     engine = make_engine(url)
@@ -269,7 +279,7 @@ def test_migration_0004_goes_down_and_up_again_with_working_triggers(request, da
         app.extensions[EXTENSION].close()
 
     upgrade(url)
-    _status_write_moves_the_version(url)
+    _status_write_moves_the_version(url, ProcessState.RUNNING)  # ERROR before: now another status
     if database == "sqlite":
         downgrade(url, "base")
         upgrade(url)
