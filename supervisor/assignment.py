@@ -42,6 +42,8 @@ class Assignment:
         self._next_balance = 0.0
         self._lease_free_since: dict[tuple[str, int], float | None] = {}  # seen held: None, or free since then
         self._slot_written: dict[tuple[str, int], tuple[int, ProcessState]] = {}
+        self._noted: dict[tuple[str, int], tuple[int, str]] = {}  # unplaced notes we wrote: slot epoch, labels
+        self._noted_for: float | None = None
         self._db_outages = Outages(log, "DatabaseUnavailable")
 
     def _db(self, what: str, fn, *args, default=None):
@@ -103,7 +105,39 @@ class Assignment:
             if handover is not None:
                 log.info("HandoverStarted consumer=%s replica=%s share=%s held=%s", *handover, self.slots.share,
                          len(self.slots.held))
+            self._note_unplaced()
         self._apply()
+
+    def _note_unplaced(self) -> None:
+        """A free slot no live supervisor may run says so in its state hash (UNKNOWN, ``unplaced`` = the labels it
+        needs), at the slot's epoch: its next holder writes at epoch + 1 over it. A note no longer true goes."""
+        if self._noted_for != self._redis_up_since:  # Redis came back (maybe empty): every note again
+            self._noted.clear()
+            self._noted_for = self._redis_up_since
+        notes = {key: (epoch, ",".join(f"{k}={v}" for k, v in sorted((placement or {}).items())))
+                 for key, (epoch, placement) in self.slots.unplaced.items()}
+        fresh = {key: note for key, note in notes.items() if self._noted.get(key) != note}
+        writes = {key: (epoch, self._unplaced_fields(key, labels)) for key, (epoch, labels) in fresh.items()}
+        if fresh and self._redis("noting unplaced slots", self.redis.publish_states, writes,
+                                 default=False) is not False:
+            self._noted.update(fresh)
+            for key, (epoch, labels) in fresh.items():
+                log.info("SlotUnplaced consumer=%s replica=%s epoch=%s placement=%s: no live supervisor carries "
+                         "these labels", *key, epoch, labels)
+        stale = {key: epoch for key, (epoch, _labels) in self._noted.items() if key not in notes}
+        if stale and self._redis("dropping unplaced notes", self.redis.delete_fenced, stale,
+                                 default=False) is not False:
+            for key in stale:
+                del self._noted[key]
+            stopped = {cid: c for cid, _n in stale if (c := self.consumers.get(cid)) is not None and not c.running}
+            self._placeheld.difference_update(stopped)  # the note stood where its STOPPED placeholder goes
+            self._placehold(stopped, {})
+
+    def _unplaced_fields(self, key: tuple[str, int], labels: str) -> dict[str, str]:
+        consumer = self.consumers.get(key[0])
+        generation = str(consumer.generation) if consumer is not None else ""
+        return {"state": ProcessState.UNKNOWN.value, "pid": "", "generation": generation, "restarts": "0", "retries": "0", "backoff_delay": "0", "last_error": "", "degraded": "",
+                "started_at": "", "unplaced": labels}
 
     def _lapse(self) -> None:
         for item in self.slots.lapsed():

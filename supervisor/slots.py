@@ -3,16 +3,17 @@
 A slot is ``(consumer_id, replica)`` of a consumer whose desired state is running or paused (one row in
 ``kcm_replica_slots``). A supervisor registers and heartbeats its ``kcm_supervisors`` row, renews every lease it
 holds in one UPDATE per tick, claims free or expired slots with ``SELECT ... FOR UPDATE SKIP LOCKED`` (epoch + 1:
-the fencing token), up to its fair share, and hands excess slots over one at a time (globally, while a handover is
-in flight no other starts). Lease expiry is database time (``now()``); locally a lease is trusted only until the
-monotonic time the renewing statement was sent + TTL, which is never later than the database's expiry.
+the fencing token), up to its share (supervisor/shares.py: per placement, capped), those the fewest others may run
+first, and hands excess slots over one at a time (globally, while a handover is in flight no other starts), only
+ones another live supervisor below its share may run. Lease expiry is database time (``now()``); locally a lease
+is trusted only until the monotonic time the renewing statement was sent + TTL, never later than the database's
+expiry.
 
 On SQLite only one supervisor may run: registering refuses while another live supervisor's row exists.
 docs/runtime.md, "Several supervisors", has the protocol.
 """
 from __future__ import annotations
 
-import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from schema.models import Consumer, ReplicaSlot, SupervisorRow
 from schema.placement import matches
 from schema.states import DesiredState
+from supervisor.shares import Capacity, plan, whole
 
 SUPERVISORS = SupervisorRow.__table__
 SLOTS = ReplicaSlot.__table__
@@ -77,6 +79,9 @@ class SlotTable:
         self.held: dict[Key, Held] = {}
         self.draining = False
         self.share = 0
+        self.shares: dict[str, int] = {}  # every live supervisor's, as of the last balance
+        self.live: dict[str, Capacity] = {}
+        self.unplaced: dict[Key, tuple[int, dict | None]] = {}  # free slots no live supervisor may run: epoch, placement
 
     # ------------------------------------------------------------------ database time
     def _now(self):
@@ -210,71 +215,109 @@ class SlotTable:
             conn.execute(SUPERVISORS.delete().where(SUPERVISORS.c.lease_expires_at < self._in(-DEAD_ROW_SECONDS)))
 
     # ------------------------------------------------------------------ balance
-    def compute_share(self, conn) -> int:
-        """ceil(slots we may run / live supervisors that may run them), per placement, capped by KCM_MAX_WORKERS."""
-        if self.draining:
-            return 0
-        live = conn.execute(sa.select(SUPERVISORS.c.labels).where(
+    def _free(self):
+        return sa.or_(SLOTS.c.holder.is_(None), SLOTS.c.lease_expires_at.is_(None),
+                      SLOTS.c.lease_expires_at <= self._now())
+
+    def _plan(self, conn) -> list:
+        """The live supervisors (``self.live``), every one's share (``self.shares``, supervisor/shares.py) and ours;
+        returns the slot groups ``(placement, slots, free slots)`` of running consumers."""
+        rows = conn.execute(sa.select(SUPERVISORS.c.id, SUPERVISORS.c.labels, SUPERVISORS.c.max_workers).where(
             SUPERVISORS.c.lease_expires_at > self._now(), SUPERVISORS.c.draining == sa.false())).all()
-        groups = conn.execute(sa.select(CONSUMERS.c.placement, sa.func.count()).select_from(
-            SLOTS.join(CONSUMERS, CONSUMERS.c.id == SLOTS.c.consumer_id)).where(
-            _running(), SLOTS.c.replica < CONSUMERS.c.replicas).group_by(CONSUMERS.c.placement)).all()
-        share = 0.0
-        for placement, count in groups:
-            if not matches(placement, self.labels):
-                continue
-            eligible = sum(1 for (labels,) in live if matches(placement, labels)) or 1
-            share += count / eligible
-        whole = math.ceil(share - 1e-9)
-        return min(whole, self.max_workers) if self.max_workers else whole
+        self.live = {r.id: Capacity(r.labels, int(r.max_workers or 0)) for r in rows}
+        if not self.draining:
+            self.live[self.me] = Capacity(self.labels, self.max_workers)  # as we are now, whatever our row says
+        groups = conn.execute(sa.select(CONSUMERS.c.placement, sa.func.count(), sa.func.count().filter(self._free()))
+                              .select_from(SLOTS.join(CONSUMERS, CONSUMERS.c.id == SLOTS.c.consumer_id))
+                              .where(_running(), SLOTS.c.replica < CONSUMERS.c.replicas)
+                              .group_by(CONSUMERS.c.placement)).all()
+        planned = plan(self.live, [(placement, count) for placement, count, _free in groups])
+        self.shares = {sid: whole(amount, self.live[sid].max_workers) for sid, amount in planned.items()}
+        self.share = 0 if self.draining else self.shares.get(self.me, 0)
+        return groups
+
+    def compute_share(self, conn) -> int:
+        """Our share of the slots (supervisor/shares.py), capped by KCM_MAX_WORKERS."""
+        self._plan(conn)
+        return self.share
+
+    def _runners(self, placement) -> list[str]:
+        return [sid for sid, cap in self.live.items() if matches(placement, cap.labels)]
 
     def balance(self) -> tuple[list[Key], Key | None]:
-        """Claim free or expired slots up to our share; when over it, start one handover. Returns what was
-        claimed and the slot to hand over (None)."""
+        """Claim free or expired slots up to our share; when over it (or when a free slot only we may run waits
+        while we run one another supervisor with room may run), start one handover. Also notes ``unplaced``:
+        the free slots no live supervisor may run. Returns what was claimed and the slot to hand over (None)."""
         started = self.clock()
         with self.engine.begin() as conn:
-            self.share = self.compute_share(conn)
-            retiring, misplaced = self._doomed(conn)
+            groups = self._plan(conn)
+            free = []
+            if any(n and (not self._runners(p) or matches(p, self.labels)) for p, _count, n in groups):
+                free = conn.execute(
+                    sa.select(SLOTS.c.consumer_id, SLOTS.c.replica, SLOTS.c.epoch, CONSUMERS.c.placement)
+                    .select_from(SLOTS.join(CONSUMERS, CONSUMERS.c.id == SLOTS.c.consumer_id))
+                    .where(self._free(), _running(), SLOTS.c.replica < CONSUMERS.c.replicas)).all()
+            self.unplaced = {_key(r): (int(r.epoch), r.placement) for r in free if not self._runners(r.placement)}
+            retiring, misplaced, placements = self._doomed(conn)
             keeping = [k for k, h in self.held.items() if not h.handover and k not in retiring]
             misplaced = [k for k in misplaced if k in keeping]
             want = self.share - len(keeping)
-            if (misplaced or want < 0) and not any(h.handover for h in self.held.values()):
-                return [], self._start_handover(conn, misplaced or keeping)
+            if not any(h.handover for h in self.held.values()):
+                if misplaced:
+                    return [], self._start_handover(conn, misplaced)
+                if want < 0 or (want == 0 and free):
+                    rooms = self._rooms(conn)
+                    movable = [k for k in keeping if k in placements and self._has_room(placements[k], rooms)]
+                    stranded = any(matches(r.placement, self.labels) and not self._has_room(r.placement, rooms)
+                                   for r in free)
+                    if want < 0 or stranded:
+                        return [], self._start_handover(conn, movable)
+            if self.max_workers:  # a handed-over or retiring slot's worker still runs: the cap counts it
+                want = min(want, self.max_workers - len(self.held))
             if want > 0:
                 return self._claim(conn, want, started), None
         return [], None
 
-    def _doomed(self, conn) -> tuple[set[Key], list[Key]]:
+    def _rooms(self, conn) -> dict[str, int]:
+        """How many more slots each other live supervisor should run (its share less what it holds)."""
+        held = dict(conn.execute(sa.select(SLOTS.c.holder, sa.func.count()).where(
+            SLOTS.c.holder.is_not(None), SLOTS.c.lease_expires_at > self._now()).group_by(SLOTS.c.holder)).all())
+        return {sid: share - held.get(sid, 0) for sid, share in self.shares.items() if sid != self.me}
+
+    def _has_room(self, placement, rooms: dict[str, int]) -> bool:
+        """Another live supervisor below its share may run this placement: a handover of it will be claimed."""
+        return any(rooms.get(sid, 0) > 0 for sid in self._runners(placement))
+
+    def _doomed(self, conn) -> tuple[set[Key], list[Key], dict[Key, dict | None]]:
         """Of the slots we hold: those being stopped anyway (consumer stopped, replicas shrank; not counted in the
-        share) and those whose consumer's placement (changed since) our labels no longer satisfy."""
+        share), those whose consumer's placement (changed since) our labels no longer satisfy, and every one's
+        placement."""
         if not self.held:
-            return set(), []
+            return set(), [], {}
         rows = conn.execute(sa.select(SLOTS.c.consumer_id, SLOTS.c.replica, CONSUMERS.c.placement,
                                       CONSUMERS.c.replicas, CONSUMERS.c.desired_state)
                             .select_from(SLOTS.join(CONSUMERS, CONSUMERS.c.id == SLOTS.c.consumer_id))
                             .where(SLOTS.c.holder == self.me)).all()
         retiring = {_key(r) for r in rows if r.desired_state not in RUNNING_STATES or r.replica >= r.replicas}
         misplaced = sorted(k for r in rows if (k := _key(r)) not in retiring and not matches(r.placement, self.labels))
-        return retiring, misplaced
+        return retiring, misplaced, {_key(r): r.placement for r in rows}
 
     def _claim(self, conn, want: int, started: float) -> list[Key]:
-        free = sa.or_(SLOTS.c.holder.is_(None), SLOTS.c.lease_expires_at.is_(None),
-                      SLOTS.c.lease_expires_at <= self._now())
-        query = (sa.select(SLOTS.c.consumer_id, SLOTS.c.replica, SLOTS.c.epoch, CONSUMERS.c.placement)
+        """The free slots we may run, those the fewest live supervisors may run first (so slots others may run too
+        do not crowd out the ones only we may run), then handed-over ones."""
+        query = (sa.select(SLOTS.c.consumer_id, SLOTS.c.replica, SLOTS.c.epoch, SLOTS.c.handover, CONSUMERS.c.placement)
                  .select_from(SLOTS.join(CONSUMERS, CONSUMERS.c.id == SLOTS.c.consumer_id))
-                 .where(free, _running(), SLOTS.c.replica < CONSUMERS.c.replicas)
-                 .order_by(SLOTS.c.handover.desc(), SLOTS.c.consumer_id, SLOTS.c.replica))
+                 .where(self._free(), _running(), SLOTS.c.replica < CONSUMERS.c.replicas))
         if self.pg:
             query = query.with_for_update(of=SLOTS, skip_locked=True)
+        # not one still in held; one of ours whose lease ran out locally and was dropped is claimed anew, epoch + 1
+        rows = [r for r in conn.execute(query).all() if matches(r.placement, self.labels) and _key(r) not in self.held]
+        rows.sort(key=lambda r: (len(self._runners(r.placement)), not r.handover, _key(r)))
         claimed = []
-        for row in conn.execute(query).all():
+        for row in rows:
             if len(claimed) >= want:
                 break
-            if not matches(row.placement, self.labels):
-                continue
             key = _key(row)
-            if key in self.held:  # our own lease ran out locally and was dropped: claimed anew, epoch + 1
-                continue
             done = conn.execute(SLOTS.update().where(
                 SLOTS.c.consumer_id == row.consumer_id, SLOTS.c.replica == row.replica,
                 SLOTS.c.epoch == row.epoch).values(
@@ -284,8 +327,8 @@ class SlotTable:
                 claimed.append(key)
         return claimed
 
-    def _start_handover(self, conn, keeping: list[Key]) -> Key | None:
-        if not keeping:
+    def _start_handover(self, conn, candidates: list[Key]) -> Key | None:
+        if not candidates:
             return None
         if self.pg:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(HANDOVER_LOCK)))
@@ -295,7 +338,7 @@ class SlotTable:
                             SLOTS.c.lease_expires_at > self._in(-self.ttl)))
         if conn.execute(in_flight.limit(1)).first():
             return None  # one handover at a time: wait until the other one has been claimed
-        key = max(keeping)
+        key = max(candidates)
         held = self.held[key]
         done = conn.execute(self._ours(key, held.epoch).values(handover=True))
         if done.rowcount != 1:

@@ -32,7 +32,9 @@ class ReplicaStatusOut(Schema):
     stale = fields.Boolean(metadata={"description": "The supervisor of this replica is not heartbeating"})
     degraded = fields.String(allow_none=True, metadata={
         "description": "retrying (a failing batch) or recovering (exited abnormally, not yet stable)"})
-    reason = fields.String(allow_none=True, metadata={"description": "Why state is what it is, when not plain"})
+    reason = fields.String(allow_none=True, metadata={
+        "description": "Why state is what it is, when not plain (e.g. no live supervisor carries the labels of the "
+                       "consumer's placement, so nobody may run the replica)"})
     alive = fields.Boolean(required=True, metadata={
         "description": "The current process (pid and generation of the state) heartbeats"})
     pid = fields.Integer(allow_none=True)

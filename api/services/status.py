@@ -8,7 +8,8 @@ current process (pid and generation of the state hash) heartbeats and holds part
 consumer's other live replicas hold them), and PAUSED when that process says it is paused (it still holds them and
 heartbeats, and fetches nothing); a replica whose supervisor stopped heartbeating is UNKNOWN and
 ``stale``; the consumer's ``status`` column, written by the supervisor (a dead one cannot correct it), is folded
-with what is live: ACTIVE only if at least one replica really runs or is paused (its workers are up).
+with what is live: ACTIVE only if at least one replica really runs or is paused (its workers are up). A replica
+whose slot no live supervisor may run (its placement's labels carried by none) is UNKNOWN and says so.
 """
 from __future__ import annotations
 
@@ -81,12 +82,22 @@ def _own_heartbeat(state: dict[str, str], heartbeat: dict[str, str]) -> bool:
     return not (state.get("state") and not state.get("pid"))  # the supervisor says no process is live
 
 
+def unplaced(state: dict[str, str], *, wanted: bool = True) -> str | None:
+    """The labels no live supervisor carries, when the state hash is a supervisor's note that nobody may run the
+    replica's slot (supervisor/assignment.py); a holder's word (never UNKNOWN) replaces it."""
+    if not wanted or state.get("state") != ProcessState.UNKNOWN.value:
+        return None
+    return state.get("unplaced") or None
+
+
 def replica_status(replica: int, state: dict[str, str], heartbeat: dict[str, str], *,
-                   supervisor_alive: bool | None = None, partitions_elsewhere: bool = False) -> dict:
+                   supervisor_alive: bool | None = None, partitions_elsewhere: bool = False,
+                   wanted: bool = True) -> dict:
     """One replica's view: the supervisor's state hash first, the worker's heartbeat for what only it knows.
 
     ``supervisor_alive``: whether the supervisor named in the state hash still heartbeats (None: not checked).
-    ``partitions_elsewhere``: another live replica of the consumer holds partitions."""
+    ``partitions_elsewhere``: another live replica of the consumer holds partitions.
+    ``wanted``: the consumer's desired state is running or paused."""
     own = _own_heartbeat(state, heartbeat)
     beat = heartbeat if own else {}  # a dead predecessor's last beat says nothing about this process
     either = {**beat, **state}  # the supervisor's word wins where both report
@@ -94,7 +105,11 @@ def replica_status(replica: int, state: dict[str, str], heartbeat: dict[str, str
     partitions = _partitions(beat.get("partitions"))
     reported = _state(state.get("state"))
     truth, reason = reported, None
-    if state and supervisor_alive is False:
+    labels = unplaced(state, wanted=wanted)
+    if labels:  # nobody holds the slot: the note's writer is no holder, its liveness says nothing
+        supervisor_alive = None
+        reason = f"no live supervisor carries the labels {labels} of its placement: no supervisor may run it"
+    elif state and supervisor_alive is False:
         truth = ProcessState.UNKNOWN
         reason = (f"supervisor {state.get('supervisor_id') or '?'} is not heartbeating: this is its last report "
                   f"({reported.value}), nothing supervises the replica")
@@ -120,8 +135,8 @@ def replica_status(replica: int, state: dict[str, str], heartbeat: dict[str, str
         "reason": reason,
         "alive": alive,
         "pid": _int(either.get("pid")),
-        "host": either.get("host") or None,
-        "supervisor_id": state.get("supervisor_id") or None,
+        "host": None if labels else either.get("host") or None,
+        "supervisor_id": None if labels else state.get("supervisor_id") or None,
         "epoch": _int(state.get("epoch")),  # the holder's slot lease (fencing token), docs/runtime.md
         "generation": _int(either.get("generation")),
         "started_at": iso_utc(either.get("started_at")),
@@ -168,11 +183,14 @@ class StatusService:
             ) from exc
         hashes = [{_text(k): _text(v) for k, v in h.items()} for h in raw]
         states, beats = hashes[0::2], hashes[1::2]
-        supervisors = self._supervisors_alive({s.get("supervisor_id") for s in states} - {None, ""})
+        wanted = str(getattr(consumer.desired_state, "value", consumer.desired_state)) in WANTED_LIVE
+        supervisors = self._supervisors_alive({s.get("supervisor_id") for s in states if not unplaced(s, wanted=wanted)}
+                                              - {None, ""})
         holding = [n for n in range(count) if _own_heartbeat(states[n], beats[n]) and beats[n].get("phase") != "exited"
                    and _partitions(beats[n].get("partitions"))]
         replicas = [replica_status(n, states[n], beats[n], supervisor_alive=supervisors.get(states[n].get("supervisor_id")),
-                                   partitions_elsewhere=any(h != n for h in holding)) for n in range(count)]
+                                   partitions_elsewhere=any(h != n for h in holding), wanted=wanted)
+                    for n in range(count)]
         status, reason = folded_status(consumer.status, consumer.desired_state, replicas)
         return {
             "id": consumer.id,
