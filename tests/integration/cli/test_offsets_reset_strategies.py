@@ -41,7 +41,7 @@ def test_reset_by_timestamp_duration_offset_and_latest_dry_run_then_execute(cli,
     old_start_ms, recent_start_ms = now_ms - 3 * 3600 * SECOND_MS, now_ms - 1800 * SECOND_MS
     produce_with_timestamps(kafka_bootstrap, topic, 2, old_start_ms, recent_start_ms)
     created = cli("consumers", "create", "-f", consumer_file({
-        "name": "cli-rewound", "broker_ip": "127.0.0.1", "broker_port": 19092, "topic": topic,
+        "name": "cli-rewound", "bootstrap_servers": [kafka_bootstrap], "topic": topic,
         "consumer_group": group,
         "downstream_processors": [{"processor_type": "file_sink", "config": {"file_path": "rewound.log"}}]}))
     assert created.returncode == 0, created.err
