@@ -7,7 +7,6 @@ again; latest: only what is new). An exactly-once database_sync resumes exactly 
 it proposes to the table is counted by a trigger)."""
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 
@@ -17,18 +16,12 @@ from sqlalchemy.engine import make_url
 
 from api.context import EXTENSION
 from schema.settings import Settings
-from tests.integration.runtime.conftest import FAST, Runtime
+from tests.integration.runtime import conftest as runtime_conftest
 from tests.support.kafka import committed_offsets, high_watermarks, produce, wait_for
 
+runtime = runtime_conftest.runtime  # the runtime tests' own fixture: a real supervisor on PostgreSQL
 
-@pytest.fixture
-def runtime(pg_url, pg_engine, pg_clean, redis_client, redis_test_url, kafka_bootstrap, tmp_path):
-    env = {**os.environ, **FAST, "KCM_DATABASE_URL": pg_url, "KCM_REDIS_URL": redis_test_url,
-           "KCM_SUPERVISOR_ID": f"test-{uuid.uuid4().hex[:6]}"}
-    rt = Runtime(pg_engine=pg_engine, redis_client=redis_client, kafka_bootstrap=kafka_bootstrap, tmp_path=tmp_path,
-                 env=env)
-    yield rt
-    rt.cleanup()
+
 
 
 @pytest.fixture
