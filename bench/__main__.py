@@ -41,8 +41,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=3, help="runs per side; figures are medians (default 3)")
     p.add_argument("--messages", type=int, default=None,
                    help="messages for the file throughput, scaling, commit interval and worker metrics "
-                   "benchmarks (default 1,000,000) and the steps benchmarks (json_transform 300,000, "
-                   "scaling_cpu 600,000)")
+                   "benchmarks (default 1,000,000) and the steps benchmarks (json_transform 1,000,000, "
+                   "scaling_cpu 2,000,000)")
     p.add_argument("--db-messages", type=int, default=None, help="messages for database_sync (default 200,000)")
     p.add_argument("--forward-messages", type=int, default=None, help="messages for kafka_forward (default 200,000)")
     p.add_argument("--control-runs", type=int, default=20, help="start/stop cycles (default 20)")

@@ -24,7 +24,7 @@ CONFIG = {
     "drop": ["debug", "internal"],
     "add": {"source": "kcm", "schema_version": 2},
     "cast": {"amount": "float", "qty": "int", "customer.id": "str", "gift": "bool"},
-    "mask": ["customer.email", "customer.phone"],
+    "mask": ["customer.email", "customer.phone", "customer.name", "customer.address.street"],
     "mask_with": "hmac_sha256",
     "mask_key": f"${{env:{MASK_KEY_ENV}}}",
 }
@@ -76,6 +76,9 @@ def transformer(key: bytes):
         d["gift"] = d["gift"].lower() in ("true", "1", "yes", "on")
         customer["email"] = mask(customer["email"])
         customer["phone"] = mask(customer["phone"])
+        customer["name"] = mask(customer["name"])
+        address = customer["address"]
+        address["street"] = mask(address["street"])
         return _dumps(d).encode()
     return transform
 
@@ -88,7 +91,7 @@ def order_value(i: int) -> bytes:
         "order_id": f"ord-{n}", "ts": "2026-12-02T03:00:00.000Z", "status": "paid",
         "cust": {"id": n, "email": f"customer{n}@example.com", "phone": f"+4915{n}", "name": "Erika Mustermann",
                  "address": {"street": "Hauptstrasse 1", "city": "Berlin", "zip": "10115", "country": "DE"}},
-        "items": [{"sku": f"SKU-{n % 10_000:04d}-{k}", "qty": 1 + k, "price": 19.99 + k} for k in range(3)],
+        "items": [{"sku": f"SKU-{n % 10_000:04d}-{k}", "qty": 1 + k, "price": 19.99 + k} for k in range(5)],
         "amount": f"{10_000 + i % 90_000}.25", "qty": str(10 + i % 90), "currency": "EUR", "gift": "no",
         "debug": {"host": "web-1", "trace": f"{n:x}", "span": n}, "internal": True,
     }).encode()

@@ -17,8 +17,8 @@ from bench.observe import FileProgress
 from bench.results import Result
 from bench.throughput import PARTITIONS, _compare
 
-DEFAULT_MESSAGES = 300_000
-SCALING_MESSAGES = 600_000  # the second member's rebalance (a few seconds) must be a small part of the window
+DEFAULT_MESSAGES = 1_000_000
+SCALING_MESSAGES = 2_000_000  # the second member joins in a second or two: a small part of a ~20 s window
 _topics: dict[tuple[int, int], str] = {}
 
 
@@ -106,7 +106,7 @@ def throughput_json_transform(h) -> Result:
                     {"messages": messages, "partitions": PARTITIONS, "value_bytes": len(order_value(0)),
                      "output_bytes": line - 1, "transform_us_per_message": round(step_us, 2),
                      "config": json.dumps(CONFIG, separators=(",", ":"))},
-                    ["Both sides parse each order, rename 2 fields, drop 2, add 2, cast 4, mask 2 (HMAC-SHA256 under a "
+                    ["Both sides parse each order, rename 2 fields, drop 2, add 2, cast 4, mask 4 (HMAC-SHA256 under a "
                      "key made up for the run, `${env:KCM_SECRET_BENCH_MASK_KEY}`) and write compact JSON lines "
                      "(checked byte for byte before the runs); kcm through its json_transform step and "
                      "file_sink raw, the bare loop with the same operations written out by hand and the same JSON "

@@ -1,9 +1,10 @@
 """The operations of ``json_transform`` on a parsed JSON object, and the JSON codec it uses (standard library).
 
-``compile_operations(config)`` turns the config into a short list of closures, applied in the fixed order
-rename, drop, add, cast, mask; consecutive operations of one kind on fields of one object are merged into one
-closure (``drop: [a, b]`` is one loop, constant ``add``s one ``dict.update``), so a message costs a few calls,
-not one per configured field. ``transformer(ops)`` is ``value bytes -> value bytes``; everything it cannot do
+``compile_operations(config)`` turns the config into the operations, applied in the fixed order rename, drop,
+add, cast, mask: by default one function written out for the config by ``processors.json_codegen`` (no call, loop
+or dispatch per configured field); with ``fused=False`` the closures it is tested against, where consecutive
+operations of one kind on fields of one object are merged into one closure (``drop: [a, b]`` is one loop,
+constant ``add``s one ``dict.update``). ``transformer(ops)`` is ``value bytes -> value bytes``; everything it cannot do
 raises a ``ValueError`` (``Refused`` names the field and the types, never the value).
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ import hashlib
 import hmac
 import json
 from itertools import groupby
+
+from processors.json_codegen import fuse
 
 _MISSING = object()
 
@@ -63,6 +66,16 @@ def _on(parents: tuple[str, ...], change):
             if obj.__class__ is dict:
                 change(obj)
         return on_child
+    if len(parents) == 2:
+        first, second = parents
+
+        def on_grandchild(doc: dict) -> None:
+            obj = doc.get(first)
+            if obj.__class__ is dict:
+                obj = obj.get(second)
+                if obj.__class__ is dict:
+                    change(obj)
+        return on_grandchild
 
     def on_descendant(doc: dict) -> None:
         obj = _walk(doc, parents)
@@ -142,32 +155,45 @@ def _adds(values: dict) -> list:
     return ops
 
 
-def _replaces(fields: list[tuple[str, dict | None, object, object]]) -> list:
-    """``(path, fast, slow, fixed)``: a field that is there (null included) becomes ``fixed`` when ``slow`` is
-    None, else ``fast[type](value)`` (a builtin for the common input types) or, when there is none or it
-    refuses, ``slow(value, path)`` (the exact rules and the error). Consecutive fields of one object are one
-    closure (casts and masks alike)."""
-    items = [(_parts(path), path, fast, slow, fixed) for path, fast, slow, fixed in fields]
+def _replace_groups(casts: list[tuple[str, str]], masks: list[str]) -> list[tuple[tuple, tuple, tuple]]:
+    """Casts (``(path, kind)``) then masks, grouped by the object they change: ``(parents, casts, masks)``
+    with ``casts`` as ``(name, path, FAST_CASTS[kind], CASTERS[kind])`` and ``masks`` as names. A field that is
+    there (null included) is cast by a builtin for its input type or, when there is none or it refuses, by the
+    exact rule that also raises the error; then masked. Casts run before masks, so a mask of a cast field masks
+    the cast value."""
+    items = [(_parts(path), "cast", path, kind) for path, kind in casts]
+    items += [(_parts(path), "mask", path, None) for path in masks]
     whole = {item[0] for item in items}
     if not any(item[0][:k] in whole for item in items for k in range(1, len(item[0]))):
-        # no field inside another: one object's fields can go together (stable: their own order kept)
+        # no field inside another: one object's fields can go together (stable: casts stay before masks)
         items.sort(key=lambda item: item[0][:-1])
-    ops = []
+    groups = []
     for parents, group in groupby(items, key=lambda item: item[0][:-1]):
-        group = tuple((parts[-1], path, fast, slow, fixed) for parts, path, fast, slow, fixed in group)
-        ops.append(_on(parents, _replace_group(group)))
-    return ops
+        group = tuple(group)
+        groups.append((parents,
+                       tuple((parts[-1], path, FAST_CASTS[kind], CASTERS[kind])
+                             for parts, what, path, kind in group if what == "cast"),
+                       tuple(parts[-1] for parts, what, _path, _kind in group if what == "mask")))
+    return groups
 
 
-def _replace_group(group: tuple):
+def _replaces(casts: list[tuple[str, str]], masks: list[str], mask) -> list:
+    """The groups of ``_replace_groups`` as closures (``compile_operations(..., fused=False)``)."""
+    return [_on(parents, _replace_group(cast_fields, mask_names, mask))
+            for parents, cast_fields, mask_names in _replace_groups(casts, masks)]
+
+
+def _replace_group(casts: tuple, masks: tuple, mask):
+    """One object's casts, then its masks: loops specialised by kind (no per-field dispatch)."""
+    fixed = mask.fixed if masks and isinstance(mask, FixedMask) else _MISSING
+    text_mask = mask.text if masks and isinstance(mask, HmacMask) else None
+    other_mask = mask.value if text_mask is not None else None
+
     def replace(obj: dict) -> None:
         get = obj.get
-        for name, path, fast, slow, fixed in group:
+        for name, path, fast, slow in casts:
             value = get(name, _MISSING)
             if value is _MISSING:
-                continue
-            if slow is None:
-                obj[name] = fixed
                 continue
             convert = fast.get(value.__class__)
             if convert is not None:
@@ -177,6 +203,17 @@ def _replace_group(group: tuple):
                 except (ValueError, KeyError):
                     pass
             obj[name] = slow(value, path)
+        if text_mask is not None:
+            for name in masks:
+                value = get(name, _MISSING)
+                if value.__class__ is str:
+                    obj[name] = text_mask(value)
+                elif value is not _MISSING:
+                    obj[name] = other_mask(value)
+        elif fixed is not _MISSING:
+            for name in masks:
+                if name in obj:
+                    obj[name] = fixed
     return replace
 
 
@@ -258,34 +295,58 @@ FAST_CASTS = {
 }
 
 
-def hmac_masker(key: bytes):
-    keyed = hmac.new(key, digestmod=hashlib.sha256)  # keyed once; each value costs a copy
+class FixedMask:
+    """``mask_with: fixed``: every masked field becomes ``fixed`` (a JSON value)."""
 
-    def mask(value, path):
-        text = value if value.__class__ is str else json.dumps(value, separators=(",", ":"), sort_keys=True,
-                                                               ensure_ascii=False)
-        digest = keyed.copy()
-        digest.update(text.encode("utf-8", "surrogatepass"))
-        return digest.hexdigest()
-    return mask
+    def __init__(self, fixed):
+        self.fixed = fixed
 
 
-def compile_operations(config: dict, hmac_key: bytes | None = None) -> list:
-    """The configured operations, in their fixed order, as functions that change a parsed object in place."""
+class HmacMask:
+    """``mask_with: hmac_sha256``: the hex HMAC-SHA256 of the value's text under the key (keyed once; each
+    value costs a copy of the keyed state). A string is masked as its UTF-8 text, any other JSON value as its
+    compact, key-sorted JSON text."""
+
+    def __init__(self, key: bytes):
+        copy = hmac.new(key, digestmod=hashlib.sha256).copy
+
+        def text(value: str) -> str:
+            digest = copy()
+            try:
+                data = value.encode()
+            except UnicodeEncodeError:  # a lone surrogate (JSON's \ud800): masked as WTF-8, never refused
+                data = value.encode("utf-8", "surrogatepass")
+            digest.update(data)
+            return digest.hexdigest()
+        self.text = text
+
+    def value(self, value) -> str:
+        return self.text(value if value.__class__ is str else json.dumps(value, separators=(",", ":"),
+                                                                         sort_keys=True, ensure_ascii=False))
+
+
+def compile_operations(config: dict, hmac_key: bytes | None = None, *, fused: bool = True) -> list:
+    """The configured operations, in their fixed order, as functions that change a parsed object in place:
+    one generated function (``processors.json_codegen``), or with ``fused=False`` the closures it is checked
+    against."""
     renames, drops, adds = list(config.get("rename", {}).items()), config.get("drop", []), config.get("add", {})
+    top = None
     if all("." not in path for path in [*(p for pair in renames for p in pair), *drops, *adds]) and \
             not any(isinstance(value, (dict, list)) for value in adds.values()):
-        ops = [_top_level(tuple(renames), tuple(drops), dict(adds))] if renames or drops or adds else []
+        if renames or drops or adds:
+            top = (tuple(renames), tuple(drops), dict(adds))
+        calls = []
     else:
-        ops = [*_renames(renames), *_drops(drops), *_adds(adds)]
-    replaced = [(path, FAST_CASTS[kind], CASTERS[kind], None) for path, kind in config.get("cast", {}).items()]
-    if config.get("mask_with", "fixed") == "hmac_sha256":
-        masker = hmac_masker(hmac_key or b"")
-        replaced += [(path, {}, masker, None) for path in config.get("mask", [])]
-    else:
-        replaced += [(path, None, None, config.get("mask_value", "***")) for path in config.get("mask", [])]
-    ops += _replaces(replaced)  # casts, then masks: a mask of a cast field masks the cast value
-    return ops
+        calls = [*_renames(renames), *_drops(drops), *_adds(adds)]
+    mask = HmacMask(hmac_key or b"") if config.get("mask_with", "fixed") == "hmac_sha256" else \
+        FixedMask(config.get("mask_value", "***"))
+    casts, masks = list(config.get("cast", {}).items()), list(config.get("mask", []))
+    if fused:
+        if top is None and not calls and not casts and not masks:
+            return []
+        return [fuse(top=top, calls=calls, groups=_replace_groups(casts, masks), mask=mask)]
+    ops = [_top_level(*top)] if top is not None else calls
+    return ops + _replaces(casts, masks, mask)
 
 
 # ---------------------------------------------------------------------- the JSON codec
