@@ -22,6 +22,8 @@ VIEW_MODULES = ("consumers", "control", "status", "processors", "processor_types
 
 
 def _openapi_config(settings: Settings) -> dict:
+    from api.docs_assets import REDOC_URL, SWAGGER_UI_URL
+
     return {
         "API_TITLE": API_TITLE,
         "API_VERSION": API_VERSION,
@@ -29,9 +31,11 @@ def _openapi_config(settings: Settings) -> dict:
         "OPENAPI_URL_PREFIX": "/",
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": "docs",
-        "OPENAPI_SWAGGER_UI_URL": "https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        # the pages load the vendored files of api/static/ from /docs-assets/, no CDN (api/docs_assets.py)
+        "OPENAPI_SWAGGER_UI_URL": SWAGGER_UI_URL,
+        "OPENAPI_SWAGGER_UI_CONFIG": {"validatorUrl": None},  # no badge sending the document to swagger.io
         "OPENAPI_REDOC_PATH": "redoc",
-        "OPENAPI_REDOC_URL": "https://cdn.jsdelivr.net/npm/redoc/bundles/redoc.standalone.js",
+        "OPENAPI_REDOC_URL": REDOC_URL,
         "MAX_CONTENT_LENGTH": settings.max_content_length,
         "API_SPEC_OPTIONS": {
             "info": {
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from api.auth.guard import install_auth
     from api.context import EXTENSION, build_services
     from api.converters import install_converters, install_name_resolution
+    from api.docs_assets import install_docs_policy, static_route
     from api.errors import Api, error_body, register_error_handlers
     from api.guards import install_request_guards
     from api.services.metrics import install_http_metrics
@@ -72,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from flask import Flask
 
-    app = Flask("kcm")
+    app = Flask("kcm", **static_route())  # /docs-assets/: the docs pages' vendored files (api/static/)
     app.config.update(_openapi_config(settings))
     # both /consumers and /consumers/ serve the same view, without a redirect
     app.url_map.strict_slashes = False
@@ -91,5 +96,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     install_request_guards(app)
     install_transport(app, settings)  # HSTS over HTTPS; X-Forwarded-* only from KCM_TRUSTED_PROXIES
     install_http_metrics(app)  # docs/monitoring.md
+    install_docs_policy(app)  # /docs and /redoc load images and data from kcm only
     install_dashboard(app, settings)  # /ui/, the web dashboard (docs/dashboard.md)
     return app

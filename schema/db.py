@@ -1,10 +1,11 @@
 """Engine and session factory for kcm's state database (PostgreSQL, or SQLite as the embedded default)."""
 from __future__ import annotations
 
+import os
 import time
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +25,7 @@ def make_engine(url: str, **kwargs) -> Engine:
             cursor.close()
 
         return engine
+    kwargs["connect_args"] = {**libpq_defaults(url), **kwargs.get("connect_args", {})}
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     ping_after_idle = kwargs.pop("ping_after_idle_seconds", PING_AFTER_IDLE_SECONDS)
@@ -32,6 +34,41 @@ def make_engine(url: str, **kwargs) -> Engine:
     engine = create_engine(url, **kwargs)
     _ping_when_idle(engine, ping_after_idle)
     return engine
+
+
+# libpq's own defaults wait for ever on a connect that gets no answer, and leave a dead peer to the kernel's
+# keepalive (2 h). Here a connect gives up after 5 s; an idle connection to a partitioned server is probed after
+# 10 s and dropped when 30 s pass without an answer, and so is one whose sent bytes go unacknowledged for 30 s
+# (tcp_user_timeout; with it, Linux drops a keepalive-probed connection at 30 s rather than after the count).
+# docs/operations.md
+LIBPQ_CONNECTION_DEFAULTS = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds; libpq 12 and later
+}
+TCP_USER_TIMEOUT_LIBPQ = 120000
+# a connection string's setting wins, and so does libpq's environment variable for it
+LIBPQ_ENVIRONMENT = {"connect_timeout": "PGCONNECT_TIMEOUT"}
+
+
+def libpq_defaults(url: str) -> dict:
+    """The settings above that the URL's query (``?connect_timeout=10``) and the environment leave unset, for
+    psycopg2 (libpq); nothing for another driver."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or parsed.get_driver_name() != "psycopg2":
+        return {}
+    from psycopg2.extensions import libpq_version
+
+    defaults = dict(LIBPQ_CONNECTION_DEFAULTS)
+    if libpq_version() < TCP_USER_TIMEOUT_LIBPQ:
+        del defaults["tcp_user_timeout"]
+    for name, variable in LIBPQ_ENVIRONMENT.items():
+        if os.environ.get(variable):
+            del defaults[name]
+    return {name: value for name, value in defaults.items() if name not in parsed.query}
 
 
 # SQLAlchemy's pool_pre_ping costs a round trip on every checkout (~0.1 ms of client CPU, a tenth of a cached

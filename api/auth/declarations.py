@@ -4,7 +4,7 @@ The decorator records the rule on the view method (read by guard.py on every req
 OpenAPI document: the bearer security requirement, the 401/403/429 responses, ``x-kcm-role`` and
 ``x-kcm-unscoped``. An operation
 without a declaration is refused to everyone (guard.py), and tests/integration/api/test_access_matrix.py fails
-on it. The paths served without credentials are declared here too, in one list.
+on it. The paths served without credentials are declared here too, in one place (``is_public``).
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ MUTATING_METHODS = frozenset({"post", "put", "patch", "delete"})
 
 # served without credentials: the OpenAPI document and its UIs, the health checks
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"})
+# the UIs' own scripts and styles (api/docs_assets.py, the files of api/static/): every path under it
+DOCS_ASSETS_PATH = "/docs-assets"
+PUBLIC_PREFIXES = (DOCS_ASSETS_PATH + "/",)
 # never rate limited: probes poll these from one address
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
 # KCM_METRICS_PUBLIC=true serves /metrics without credentials (its view declares an unscoped viewer otherwise)
@@ -76,4 +79,5 @@ def normalised(path: str) -> str:
 
 def is_public(path: str, metrics_public: bool) -> bool:
     path = normalised(path)
-    return path in PUBLIC_PATHS or (metrics_public and path == METRICS_PATH)
+    return (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+            or (metrics_public and path == METRICS_PATH))

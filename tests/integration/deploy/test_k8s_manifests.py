@@ -1,6 +1,7 @@
 """deploy/k8s/ rendered by a real ``kustomize build`` agrees with the Procfile (same command per process), with
 schema/settings.py (every KCM_* variable is a setting, and the ConfigMap's values load), with the API's URL map
-(probe paths), with the footprint benchmark (resources) and with the supervisors' drain and failover rules."""
+(probe paths), with the footprint benchmark (resources), with the supervisors' drain and failover rules and with
+deploy/Dockerfile (the numeric non-root user every pod, and docker-compose.yml, runs as)."""
 from __future__ import annotations
 
 import json
@@ -234,6 +235,41 @@ def test_every_container_has_requests_and_limits_and_the_supervisor_fits_its_wor
     needed = (footprint["supervisor_rss_mb"] + settings.max_workers * footprint["worker_rss_mb_max"]) * MB
     supervisor = container(workloads(rendered)["supervisor"])["resources"]
     assert quantity(supervisor["requests"]["memory"]) >= needed, needed / MB
+
+
+def image_user() -> tuple[int, int]:
+    """deploy/Dockerfile's one ``USER uid:gid``, numeric, and the user it creates with those ids."""
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)\s*$", dockerfile, re.M)
+    assert len(users) == 1, users
+    match = re.fullmatch(r"(\d+):(\d+)", users[0])
+    assert match, f"USER {users[0]}: Kubernetes' runAsNonRoot can verify only a numeric uid:gid"
+    uid, gid = int(match[1]), int(match[2])
+    assert uid > 0 and gid > 0, users[0]
+    assert re.search(rf"groupadd [^&]*--gid {gid} kcm", dockerfile), "the image makes its group with that gid"
+    assert re.search(rf"useradd [^&]*--uid {uid} --gid {gid} [^&]*kcm", dockerfile), "and its user with that uid"
+    return uid, gid
+
+
+def test_every_pod_runs_as_the_images_numeric_non_root_user(rendered):
+    uid, gid = image_user()
+    expected = {"runAsUser": uid, "runAsGroup": gid, "fsGroup": gid}
+    for component, doc in workloads(rendered).items():
+        pod_context = pod(doc).get("securityContext", {})
+        context = {**pod_context, **container(doc)["securityContext"]}
+        assert context.get("runAsNonRoot") is True, component
+        for key, value in expected.items():
+            for where in (pod_context, container(doc)["securityContext"]):
+                if key in where:
+                    assert where[key] == value, (component, key, where[key])
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    kcm_services = {name: service for name, service in compose.items()
+                    if service.get("build", {}).get("dockerfile") == "deploy/Dockerfile"}
+    assert {"migrate", "web", "supervisor", "lag", "deadletters"} <= set(kcm_services)
+    for name, service in kcm_services.items():
+        if "user" in service:
+            assert str(service["user"]) in (str(uid), f"{uid}:{gid}"), name
+    assert f"`USER {uid}:{gid}`" in (ROOT / "docs" / "deploy.md").read_text()
 
 
 def test_the_deploy_doc_quotes_the_procfile_and_the_manifests_figures(rendered):
