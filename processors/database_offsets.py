@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from processors.base import FatalError, RetriableError
 from processors.database_sql import OFFSETS_TABLE, _make_engine, _reason, offsets_table
+from processors.database_target import OFFSETS_DDL, _exists
 
 MISSING_TABLE = ("database_sync: table kcm_offsets missing and create_table is false; create it as "
                  "docs/delivery.md shows (python -m processors.database_sync TABLE prints the DDL)")
@@ -38,8 +39,6 @@ class OffsetStore:
         """``{partition: next offset}``; none when the table does not exist yet."""
         if not self.postgres:
             return self._sql_read()
-        from processors.database_sync import _exists
-
         with self._pg_cursor("read") as cur:
             if not _exists(cur, OFFSETS_TABLE):
                 return {}
@@ -51,8 +50,6 @@ class OffsetStore:
         """Set each partition's row to ``offsets`` (others untouched), or delete every row of the topic (None)."""
         if not self.postgres:
             return self._sql_write(offsets)
-        from processors.database_sync import OFFSETS_DDL, _exists
-
         with self._pg_cursor("write") as cur:
             if not _exists(cur, OFFSETS_TABLE):
                 if offsets is None:

@@ -2,9 +2,10 @@
 
 The target is kcm's own database (``context.settings.database_url``) or the one a ``dsn`` reference names: a
 libpq DSN, a ``postgresql://`` URL or any SQLAlchemy URL. PostgreSQL takes the COPY path below; any other
-database (kcm's embedded SQLite, ...) the SQLAlchemy Core path of ``processors.database_sql``. With no ``table``
-the sink writes ``kcm_messages`` (``schema.names.DEFAULT_SINK_TABLE``), created if missing; kcm's own tables are
-never a target (``schema.names.protected_table``).
+database (kcm's embedded SQLite, ...) the SQLAlchemy Core path of ``processors.database_sql``; which one a value
+names, the DDL and the column checks are ``processors.database_target``. With no ``table`` the sink writes
+``kcm_messages`` (``schema.names.DEFAULT_SINK_TABLE``), created if missing; kcm's own tables are never a target
+(``schema.names.protected_table``).
 
 Fast path: the batch is COPYed straight into the target, the same single statement a hand-written loop runs.
 A redelivered batch (after a crash or a rebalance) hits the primary key: that transaction is rolled back and
@@ -28,43 +29,31 @@ import psycopg2.errors
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 from marshmallow.experimental.context import Context
 from psycopg2 import sql
-from psycopg2.extensions import parse_dsn
 from psycopg2.extras import execute_values
 
 from processors.base import BaseProcessor, FatalError, PoisonMessageError, RetriableError
 from processors.checks import Check
+from processors.database_target import (  # target_ddl: for __main__, and still importable from here (bench/)
+    OFFSETS_DDL,
+    REQUIRED_COLUMNS,
+    TARGET_DDL,
+    VALUE_TYPES,
+    _exists,
+    _pg_columns,
+    _sql_columns,
+    target_ddl,
+    target_of,
+)
 from processors.encoding import headers_json
 from schema import names, secrets
 from schema.secrets import Redactor, SecretPolicy, SecretReferenceInvalid
 
 log = logging.getLogger(__name__)
 
-VALUE_TYPES = {"json": "jsonb", "text": "text", "bytea": "bytea"}
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$")
 NULL = b"\\N"  # COPY text format
 COLUMNS = 'topic, partition, "offset", key, value, headers, "timestamp"'
-REQUIRED_COLUMNS = ("topic", "partition", "offset", "key", "value", "headers", "timestamp")
 
-TARGET_DDL = """CREATE TABLE IF NOT EXISTS {table} (
-    topic       text        NOT NULL,
-    partition   integer     NOT NULL,
-    "offset"    bigint      NOT NULL,
-    key         bytea,
-    value       {value_type},
-    headers     jsonb,
-    "timestamp" timestamptz,
-    PRIMARY KEY (topic, partition, "offset")
-)"""
-# the same table as schema/migrations/versions/0003_kcm_offsets.py, for a target database that is not kcm's
-OFFSETS_DDL = """CREATE TABLE IF NOT EXISTS kcm_offsets (
-    consumer_id  varchar(64)  NOT NULL,
-    processor_id varchar(64)  NOT NULL,
-    topic        varchar(249) NOT NULL,
-    partition    integer      NOT NULL,
-    next_offset  bigint       NOT NULL,
-    updated_at   timestamptz  NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_id, processor_id, topic, partition)
-)"""
 # the target's seven columns with their types and nothing else (no constraint, no default), emptied at commit
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS kcm_stage ON COMMIT DELETE ROWS AS SELECT {columns} FROM {table} WITH NO DATA"
 
@@ -113,11 +102,6 @@ class DatabaseSyncConfig(Schema):
         if data["create_table"] is None:
             data["create_table"] = not named
         return data
-
-
-def target_ddl(table: str, value_format: str) -> str:
-    """The documented DDL for a target table (``create_table: false`` expects exactly this shape)."""
-    return TARGET_DDL.format(table=table, value_type=VALUE_TYPES[value_format])
 
 
 def _hex(data: bytes | None) -> bytes:
@@ -403,64 +387,6 @@ class DatabaseSyncProcessor(BaseProcessor):
         if self._sql is not None:
             return self._sql.close()
         self._drop_connection()
-
-
-def target_of(value: str, source: str) -> tuple[bool, str]:
-    """A resolved dsn (or kcm's database URL) as ``(is PostgreSQL, libpq DSN/URL or SQLAlchemy URL)``.
-
-    An unusable value is ``SecretReferenceInvalid`` naming ``source`` (the reference): a parser's own message
-    quotes its input, which is the secret (a ``${file:...}`` of any file would be shown line by line)."""
-    if "://" not in value:
-        try:
-            parse_dsn(value)  # a libpq key=value DSN
-        except psycopg2.ProgrammingError:
-            raise FatalError(str(SecretReferenceInvalid(source, "a valid DSN"))) from None
-        return True, value
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        url = make_url(value)
-    except (ArgumentError, ValueError):
-        raise FatalError(str(SecretReferenceInvalid(source, "a valid DSN or database URL"))) from None
-    if url.get_backend_name() in ("postgresql", "postgres"):
-        return True, url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return False, url.render_as_string(hide_password=False)
-
-
-def _pg_columns(dsn: str, config: dict) -> set[str] | None:
-    """The table's column names, or None when it does not exist."""
-    conn = psycopg2.connect(dsn, connect_timeout=config["connect_timeout"], application_name="kcm-validate")
-    try:
-        with conn.cursor() as cur:
-            if not _exists(cur, config["table"]):
-                return None
-            cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
-                        "AND NOT attisdropped", (config["table"],))
-            return {row[0] for row in cur.fetchall()}
-    finally:
-        conn.close()
-
-
-def _sql_columns(url: str, config: dict) -> set[str] | None:
-    from sqlalchemy import inspect
-
-    from processors.database_sql import _make_engine
-
-    schema, _, table = config["table"].rpartition(".")
-    engine = _make_engine(url, config["connect_timeout"])
-    try:
-        inspector = inspect(engine)
-        if not inspector.has_table(table, schema=schema or None):
-            return None
-        return {column["name"] for column in inspector.get_columns(table, schema=schema or None)}
-    finally:
-        engine.dispose()
-
-
-def _exists(cur, name: str) -> bool:
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (name,))
-    return cur.fetchone()[0]
 
 
 if __name__ == "__main__":  # python -m processors.database_sync TABLE [json|text|bytea]: print the DDL

@@ -11,7 +11,8 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields
 
 from processors.base import BaseStep, PoisonMessageError
-from processors.expressions import MISSING, ExpressionError, parse
+from processors.expressions import MISSING, ExpressionError
+from processors.expressions_parse import parse
 from processors.json_ops import loads
 
 

@@ -1,4 +1,5 @@
-"""Consumer desired state: create, read, update, delete, start, stop, restart, pause, resume.
+"""Consumer desired state: create, read, update, delete, start, stop, restart, and pause and resume in place
+(api/services/pause.py).
 
 Every mutating call changes the row and its ``generation`` in one transaction and appends a command to the
 Redis stream only **after** the commit, so the supervisor never wakes up to a change it cannot see yet.
@@ -15,7 +16,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Row
@@ -38,8 +38,9 @@ from api.services.consumer_reads import (
     page_items,
     scope_values,
 )
-from api.services.errors import Invalid, NotFound, ServiceError, Unavailable
+from api.services.errors import Invalid, NotFound, ServiceError
 from api.services.page_cache import RenderedPageCache, read_change_version
+from api.services.pause import PAUSE_ACTIONS, PauseControl, refuse_if_stopped
 from schema.models import ChangeCounter, Consumer, DownstreamProcessor
 from schema.states import CommandAction, DesiredState
 
@@ -58,12 +59,6 @@ class NameTaken(ServiceError):
     def __init__(self, name: str):
         message = f"another consumer is already named {name!r}; names are unique"
         super().__init__(message, {"json": {"name": [message]}})
-
-
-class NotPausable(ServiceError):
-    """A pause of a consumer that runs no workers, or a resume of one that is stopped (409)."""
-
-    status_code = 409
 
 
 # desired states in which the supervisor keeps the consumer's workers (a paused one's hold their partitions)
@@ -128,9 +123,10 @@ def new_processors(specs: list[dict], consumer_id: uuid.UUID | None = None) -> l
     ]
 
 
-class ConsumerService:
+class ConsumerService(PauseControl):
     """Every call that depends on who calls takes an ``actor`` (default: the current request's, api/auth/current.py):
-    lists are limited to its consumer-group scopes, writes check them and are audited in their transaction."""
+    lists are limited to its consumer-group scopes, writes check them and are audited in their transaction.
+    ``pause`` and ``resume`` come from ``PauseControl`` (api/services/pause.py) and run through ``_control``."""
 
     def __init__(self, sessions: sessionmaker[Session], publisher: CommandPublisher, *,
                  max_consumers: int | None = None, max_replicas: int | None = None):
@@ -412,16 +408,6 @@ class ConsumerService:
     def restart(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
         return self._control(consumer_id, CommandAction.RESTART, Action.CONSUMER_RESTART, actor)
 
-    def pause(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
-        """Running -> paused without a new generation: the workers keep their processes and partitions and stop
-        fetching. Idempotent on a paused consumer; a 409 on a stopped one (there is nothing to pause)."""
-        return self._control(consumer_id, CommandAction.PAUSE, Action.CONSUMER_PAUSE, actor)
-
-    def resume(self, consumer_id: uuid.UUID, actor: Actor | None = None) -> ControlResult:
-        """Paused -> running without a new generation. Idempotent on a running consumer; a 409 on a stopped
-        one (``start`` starts it)."""
-        return self._control(consumer_id, CommandAction.RESUME, Action.CONSUMER_RESUME, actor)
-
     def _control(self, consumer_id: uuid.UUID, action: CommandAction, audit_action: Action,
                  actor: Actor | None) -> ControlResult:
         actor = actor or current_actor()
@@ -431,8 +417,7 @@ class ConsumerService:
             consumer = load_consumer(session, consumer_id, lock=True)
             check_visible(actor, consumer)
             before = {"desired_state": consumer.desired_state.value, "generation": consumer.generation}
-            if action in _NOT_PAUSABLE and consumer.desired_state == DesiredState.STOPPED:
-                raise NotPausable(_NOT_PAUSABLE[action])
+            refuse_if_stopped(action, consumer.desired_state)
             # pause, resume and the start of a paused consumer keep the workers: same generation, same processes
             keeps_workers = action != CommandAction.RESTART and {consumer.desired_state, target} <= LIVE_STATES
             # restart always means new processes (and clears a FATAL crash loop); start/stop are idempotent
@@ -442,7 +427,7 @@ class ConsumerService:
                 if not keeps_workers:
                     consumer.generation += 1
                 consumer = self.reload(session, consumer_id)
-            if keeps_workers and (changed_state or action in _NOT_PAUSABLE):
+            if keeps_workers and (changed_state or action in PAUSE_ACTIONS):
                 self._announce_pause(consumer)  # a repeated pause/resume re-sends: heals a worker that missed it
             after = {"desired_state": consumer.desired_state.value, "generation": consumer.generation}
             audit.record(session, actor, audit_action, target_type="consumer", target_id=consumer_id,
@@ -450,20 +435,3 @@ class ConsumerService:
         # published even when nothing changed: a harmless wake-up that makes the supervisor reconcile now
         self.publisher.publish(consumer.id, consumer.generation, action)
         return ControlResult(consumer, action, changed_state, kept_workers=keeps_workers)
-
-    def _announce_pause(self, consumer: Consumer) -> None:
-        """Tell the live workers, inside the locked transaction: concurrent calls reach Redis in commit order,
-        and a Redis that cannot be told refuses the call (rolled back) instead of leaving workers unaware."""
-        try:
-            self.publisher.announce_pause(consumer.id, consumer.generation,
-                                          consumer.desired_state == DesiredState.PAUSED)
-        except redis.RedisError as exc:
-            raise Unavailable(f"Redis is unreachable ({type(exc).__name__}): the consumer's live workers cannot be "
-                              "told, so nothing changed; try again when Redis is back") from exc
-
-
-_NOT_PAUSABLE = {
-    CommandAction.PAUSE: "consumer is stopped: there are no workers to pause (POST /consumers/{id}/start/ first; "
-                         "a paused consumer keeps its workers and their group membership)",
-    CommandAction.RESUME: "consumer is stopped, not paused: POST /consumers/{id}/start/ starts it",
-}

@@ -126,7 +126,7 @@ def test_delete_then_start_follows_auto_offset_reset(api, runtime, topic_factory
 def sync_table(pg_url):
     """A database_sync target in kcm's test database, whose trigger counts every row a committed INSERT proposed
     (conflicting re-deliveries included: a BEFORE trigger fires before ON CONFLICT decides)."""
-    from processors.database_sync import target_ddl
+    from processors.database_target import target_ddl
 
     table = f"offsets_sink_{uuid.uuid4().hex[:8]}"
     dsn = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -75,7 +75,7 @@ def test_redelivered_batch_is_a_no_op_and_headers_are_kept(pg_context, pg_conn, 
 
 
 def _poison_table(pg_conn, table):
-    from processors.database_sync import target_ddl
+    from processors.database_target import target_ddl
 
     # the table must exist before the constraint: create it with the documented DDL
     with pg_conn.cursor() as cur:

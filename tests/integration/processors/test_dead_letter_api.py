@@ -11,7 +11,7 @@ from rq.job import Job
 
 from api.context import EXTENSION
 from processors.base import Record
-from processors.database_sync import target_ddl
+from processors.database_target import target_ddl
 from processors.pipeline import Pipeline
 from schema import keys
 from schema.spec import ProcessorSpec

@@ -160,7 +160,7 @@ def test_kill_9_with_exactly_once_database_sync_has_no_gap_and_no_duplicate(
 def _audit_committed_writes(pg_conn, table: str) -> None:
     """Count each row proposed to ``table`` by a committed INSERT, conflicting duplicates included (a BEFORE
     trigger fires before ON CONFLICT decides; a rolled-back batch rolls its audit rows back too)."""
-    from processors.database_sync import target_ddl
+    from processors.database_target import target_ddl
 
     with pg_conn.cursor() as cur:
         cur.execute(target_ddl(f'"{table}"', "bytea"))

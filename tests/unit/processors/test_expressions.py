@@ -6,7 +6,8 @@ import json
 import pytest
 
 from processors.base import Record
-from processors.expressions import MISSING, ExpressionError, parse, tokenize
+from processors.expressions import MISSING, ExpressionError
+from processors.expressions_parse import parse, tokenize
 
 ORDER = {"order": {"total": 120.5, "items": [{"sku": "A-1"}, {"sku": "B-2"}], "currency": "EUR"},
          "status": "paid", "vip": True, "tags": ["new", "web"], "note": None, "count": 3}
