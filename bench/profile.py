@@ -171,7 +171,7 @@ def _sink(args, env, topics, offsets, topic, cleanup):
                                   "producer_config": {"linger.ms": 5}}, TopicProgress(offsets, dest))
     import psycopg2
 
-    from processors.database_sync import target_ddl
+    from processors.database_target import target_ddl
 
     ensure_database(env.database_url)
     dsn = libpq_dsn(env.database_url)

@@ -100,7 +100,7 @@ def throughput_file(h) -> Result:
 def throughput_database(h) -> Result:
     import psycopg2
 
-    from processors.database_sync import target_ddl
+    from processors.database_target import target_ddl
 
     messages = h.args.db_messages or 200_000
     topic = h.prefilled_topic(messages, PARTITIONS, SIZE)

@@ -1,6 +1,6 @@
 """``filter``: a step that keeps the messages matching a condition and drops the rest.
 
-The condition (``processors.expressions``: comparisons, ``in``, ``exists``, ``and``/``or``/``not`` over ``value.*``,
+The condition (``processors.expressions_parse`` parses it, ``processors.expressions`` gives it its meaning: comparisons, ``in``, ``exists``, ``and``/``or``/``not`` over ``value.*``,
 ``key``, ``topic``, ``headers.*``, ...) is checked when the config is validated and parsed once at ``open()`` into closures; a condition
 that does not parse is a 422 naming the column. A value is parsed as JSON only when the condition reads
 ``value``; one that does not parse is a poison message under the step's ``on_error``. A dropped message counts
