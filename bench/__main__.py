@@ -69,6 +69,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"the harness's own Redis database index on the KCM_REDIS_URL server, its kcm:* keys "
                    f"deleted at start (default {BENCH_REDIS_DB}; control_scale also uses N-1); give a second run "
                    "that runs at the same time its own, two apart")
+    p.add_argument("--scaling-broker", choices=["private", "shared"], default="private",
+                   help="where scaling and scaling_cpu run: a private broker on Kafka's default "
+                        "group.initial.rebalance.delay.ms (3000, default) or the shared local one (0); bench/broker.py")
     p.add_argument("--no-write", action="store_true", help="print only: no results JSON, no BENCHMARKS.md")
     p.add_argument("--results-dir", default=None, help="where the JSON files go (default bench/results)")
     p.add_argument("--markdown", default=None, help="the Markdown file to regenerate (default BENCHMARKS.md)")

@@ -2,6 +2,8 @@
 the cleanup stack, and the two ways to run one side of a comparison (bare process, kcm consumer)."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import signal
 import subprocess
@@ -29,6 +31,7 @@ class Harness:
         self._prefilled: dict[tuple, str] = {}
         self._sinks: list[Path] = []
         self._redis = None
+        self._scaling: Harness | None = None
         cleanup.push("remove sink files", self.discard_sinks)
 
     # ------------------------------------------------------------------ shared resources
@@ -39,6 +42,36 @@ class Harness:
             self._stack = KcmStack(self.env, self.cleanup, web_workers=self.args.web_workers,
                                    profile_supervisor=getattr(self.args, "profile_supervisor", None)).start()
         return self._stack
+
+    def on_broker(self, bootstrap: str) -> Harness:
+        """This harness on another broker: its own topics and offsets probe; the same kcm stack, sinks, settings
+        and cleanup stack."""
+        self.stack()  # started once, shared: the copy must not start a second one
+        other = copy.copy(self)
+        other.env = dataclasses.replace(self.env, bootstrap=bootstrap)
+        other.topics, other.offsets = Topics(bootstrap), Offsets(bootstrap)
+
+        def retire() -> None:  # before the broker stops: its admin client goes with the last reference
+            try:
+                other.topics.delete_all()
+            finally:
+                other.offsets.close()
+                other.topics = other.offsets = None
+
+        self.cleanup.push(f"delete the benchmark topics on {bootstrap}, close its probes", retire)
+        other._prefilled, other._scaling = {}, None
+        return other
+
+    def scaling(self) -> Harness:
+        """Where the scaling benchmarks run: a private broker on Kafka's default group settings
+        (bench.broker), or this harness with ``--scaling-broker shared``."""
+        if getattr(self.args, "scaling_broker", "private") == "shared":
+            return self
+        if self._scaling is None:
+            from bench.broker import start_private_broker
+
+            self._scaling = self.on_broker(start_private_broker(self.cleanup))
+        return self._scaling
 
     def prefilled_topic(self, messages: int, partitions: int = 4, size: int = 100) -> str:
         """One pre-filled topic per (count, partitions, size), shared by every run of every benchmark."""

@@ -19,6 +19,9 @@ KAFKA_CONTROLLER_PORT="${KCM_LOCAL_KAFKA_CONTROLLER_PORT:-19093}"
 # SASL_PLAINTEXT + SCRAM-SHA-512 listener; user kcm, its password generated into $LOCAL/kafka/scram-password
 KAFKA_SCRAM_PORT="${KCM_LOCAL_KAFKA_SCRAM_PORT:-19094}"
 KAFKA_SCRAM_USER=kcm
+# 0 here: a test's first consumer gets its partitions at once. Kafka's own default (3000) is what a production
+# cluster runs, and what the scaling benchmarks start a private broker with (bench/broker.py).
+KAFKA_GROUP_DELAY_MS="${KCM_LOCAL_KAFKA_GROUP_DELAY_MS:-0}"
 PG_PORT="${KCM_LOCAL_PG_PORT:-15432}"
 REDIS_PORT="${KCM_LOCAL_REDIS_PORT:-16379}"
 PG_USER=kcm
@@ -176,7 +179,8 @@ kafka_config() {
   local dir="$LOCAL/kafka"
   mkdir -p "$dir/config" "$dir/data"
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-    -e "s|@SCRAM_PORT@|$KAFKA_SCRAM_PORT|g" -e "s|@DATA@|$dir/data|g" "$ROOT/deploy/kafka/server.properties.in" >"$dir/config/server.properties"
+    -e "s|@SCRAM_PORT@|$KAFKA_SCRAM_PORT|g" -e "s|@GROUP_DELAY_MS@|$KAFKA_GROUP_DELAY_MS|g" \
+    -e "s|@DATA@|$dir/data|g" "$ROOT/deploy/kafka/server.properties.in" >"$dir/config/server.properties"
   cp "$ROOT/deploy/kafka/log4j2.properties" "$dir/config/log4j2.properties"
 }
 

@@ -49,3 +49,21 @@ def test_help_documents_the_state_options(capsys):
     out = capsys.readouterr().out
     assert "--bench-db NAME" in out and "--bench-redis-db N" in out and "NAME_scale" in out
     assert "--bench-db kcm_bench_b --bench-redis-db 11" in out  # the description: two runs at once
+
+
+def test_scaling_benchmarks_run_on_a_private_production_like_broker_unless_told_otherwise(capsys):
+    """bench/broker.py: Kafka's default group.initial.rebalance.delay.ms; --scaling-broker shared for the test one."""
+    from bench.harness import Harness
+    from bench.throughput import scaling_broker
+
+    default, shared = parse_args([]), parse_args(["--scaling-broker", "shared"])
+    assert default.scaling_broker == "private" and shared.scaling_broker == "shared"
+    harness = Harness.__new__(Harness)  # no services: only the choice of broker is under test
+    harness.args = shared
+    assert harness.scaling() is harness
+    assert "delay.ms=0" in scaling_broker(harness)
+    harness.args = default
+    assert "delay.ms=3000 (Kafka's default)" in scaling_broker(harness)
+    with pytest.raises(SystemExit):
+        parse_args(["--scaling-broker", "remote"])
+    assert "invalid choice" in capsys.readouterr().err
