@@ -93,6 +93,19 @@ def _retry_intervals(raw: str) -> tuple[int, ...]:
     return intervals
 
 
+# --- the consumer group (docs/runtime.md) -----------------------------------------------------------
+HEARTBEAT_INTERVAL_MS = 1000  # workers/config.py sends a group heartbeat this often
+MIN_SESSION_TIMEOUT_MS = 3 * HEARTBEAT_INTERVAL_MS  # Kafka's rule of thumb: at least three heartbeats per session
+
+
+def _session_timeout_ms(raw: str) -> int:
+    value = _convert("session_timeout_ms", raw, int)
+    if value < MIN_SESSION_TIMEOUT_MS:
+        raise SettingsError(f"KCM_SESSION_TIMEOUT_MS={raw!r} must be at least {MIN_SESSION_TIMEOUT_MS} "
+                            f"(three {HEARTBEAT_INTERVAL_MS} ms heartbeats)")
+    return value
+
+
 # --- several supervisors (docs/runtime.md) ---------------------------------------------------------
 MIN_LEASE_TTL = 1.0
 
@@ -132,6 +145,7 @@ class Settings:
     dead_letter_max_bytes: int
     commit_interval_ms: int
     max_poll_interval_ms: int
+    session_timeout_ms: int
     log_level: str
     # monitoring (docs/monitoring.md)
     log_format: str
@@ -194,6 +208,7 @@ class Settings:
             "dead_letter_max_bytes": _convert("dead_letter_max_bytes", get("dead_letter_max_bytes", str(1024 * 1024)), int),
             "commit_interval_ms": _convert("commit_interval_ms", get("commit_interval_ms", "1000"), int),
             "max_poll_interval_ms": _convert("max_poll_interval_ms", get("max_poll_interval_ms", "300000"), int),
+            "session_timeout_ms": _session_timeout_ms(get("session_timeout_ms", "10000")),
             "log_level": get("log_level", "INFO"),
             # monitoring (docs/monitoring.md)
             "log_format": _log_format(get("log_format", "text")),
@@ -229,6 +244,9 @@ class Settings:
             "max_workers": _convert("max_workers", get("max_workers", "0"), int),
             "supervisor_labels": _labels(get("supervisor_labels", "")),
         }
+        if values["max_poll_interval_ms"] < values["session_timeout_ms"]:  # librdkafka refuses the consumer
+            raise SettingsError(f"KCM_MAX_POLL_INTERVAL_MS={values['max_poll_interval_ms']} must be at least "
+                                f"KCM_SESSION_TIMEOUT_MS ({values['session_timeout_ms']})")
         return cls(**values)
 
     @classmethod

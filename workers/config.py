@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from schema import kafka_settings, secrets
 from schema.brokers import BrokerPolicy, host_of
 from schema.secrets import Redactor, SecretPolicy
-from schema.settings import Settings
+from schema.settings import HEARTBEAT_INTERVAL_MS, Settings
 from schema.spec import WorkerSpec
 
 # librdkafka >= 2.2 waits 1000 ms by default before re-fetching a drained queue, which caps throughput
@@ -70,8 +70,9 @@ def consumer_config(spec: WorkerSpec, settings: Settings, environ: Mapping[str, 
         "partition.assignment.strategy": ASSIGNMENT_STRATEGY,
         "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "queued.min.messages": max(QUEUED_MIN_MESSAGES, settings.batch_size * 2),
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 1_000,
+        # a killed replica's partitions move after this long (KCM_SESSION_TIMEOUT_MS)
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS,
         "socket.connection.setup.timeout.ms": 10_000,
     }
     try:

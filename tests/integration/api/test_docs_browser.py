@@ -4,17 +4,14 @@ from another host (what the page's scripts would fetch elsewhere, ReDoc's sideba
 from __future__ import annotations
 
 import json
-import threading
 from urllib.parse import urlsplit
 
 import pytest
-from werkzeug.serving import make_server
 
 from api import API_TITLE
-from api.context import EXTENSION
 from api.docs_assets import REDOC_ASSET, SWAGGER_UI_ASSETS
 from tests.integration.api.conftest import make_app
-from tests.integration.ui.test_browser import CHROMIUM_FLAGS, WAIT, chromium_paths, console
+from tests.support.browser import WAIT, chromium, console, served
 from tests.support.kafka import wait_for
 
 NETWORK_SCHEMES = ("http", "https", "ws", "wss")  # not data:, blob: or the browser's own chrome:// pages
@@ -26,32 +23,14 @@ RENDERED = {"/docs": (".swagger-ui .info .title", ".swagger-ui .opblock"),
 
 @pytest.fixture
 def base(pg_clean, redis_client, redis_test_url, pg_url):
-    app = make_app(pg_url, redis_test_url)
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(10)
-    app.extensions[EXTENSION].close()
+    with served(make_app(pg_url, redis_test_url)) as url:
+        yield url
 
 
 @pytest.fixture
 def chrome(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    options.set_capability("goog:loggingPrefs", {"browser": "SEVERE", "performance": "ALL"})
-    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    browser.set_page_load_timeout(WAIT)
-    yield browser
-    browser.quit()
+    with chromium(tmp_path / "chromium-profile", {"browser": "SEVERE", "performance": "ALL"}) as browser:
+        yield browser
 
 
 def network(browser) -> tuple[dict[str, str], dict[str, str]]:

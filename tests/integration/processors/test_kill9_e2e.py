@@ -30,7 +30,8 @@ from tests.support.kafka import consume_all, high_watermarks, produce
 TOTAL = 100_000
 KILLS = 5
 WORKER_ENV = {"KCM_HEARTBEAT_INTERVAL": "0.2", "KCM_BATCH_SIZE": "500", "KCM_BATCH_TIMEOUT": "0.2",
-              "KCM_STOPWAITSECS": "10", "KCM_LOG_LEVEL": "INFO"}
+              "KCM_STOPWAITSECS": "10", "KCM_LOG_LEVEL": "INFO",
+              "KCM_SESSION_TIMEOUT_MS": "6000"}  # the killed member's partitions move after 6 s, not 10
 
 
 def _dsn(pg_url: str) -> str:

@@ -32,6 +32,8 @@ FAST = {
     "KCM_BATCH_SIZE": "500",
     "KCM_BATCH_TIMEOUT": "0.2",
     "KCM_LOG_LEVEL": "INFO",
+    # a killed worker's partitions move after 6 s (the broker's group.min.session.timeout.ms), not 10
+    "KCM_SESSION_TIMEOUT_MS": "6000",
 }
 
 

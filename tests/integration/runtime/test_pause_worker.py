@@ -78,10 +78,10 @@ def test_a_worker_spawned_paused_holds_until_its_generations_key_says_resume_wit
 def test_a_lost_assignment_is_logged_once_and_so_is_the_reassignment(start_worker, kafka_bootstrap, topic_factory):
     topic = topic_factory(partitions=1)
     produce(kafka_bootstrap, topic, 1)
-    # a batch that takes longer than max.poll.interval.ms (its minimum: session.timeout.ms, 10 s): librdkafka
-    # leaves the group and reports the assignment lost, then the worker rejoins and gets it back
-    proc, _spec, _out, log = start_worker(topic, processor_config={"delay_ms": 11_000},
-                                          extra_env={"KCM_MAX_POLL_INTERVAL_MS": "10000"})
+    # a batch that takes longer than max.poll.interval.ms (its minimum: session.timeout.ms, FAST's 6 s):
+    # librdkafka leaves the group and reports the assignment lost, then the worker rejoins and gets it back
+    proc, _spec, _out, log = start_worker(topic, processor_config={"delay_ms": 7_000},
+                                          extra_env={"KCM_MAX_POLL_INTERVAL_MS": "6000"})
     text = wait_for(lambda: "PartitionsLostRecovered" in (t := log.read_text(errors="replace")) and t, timeout=60,
                     message="the loss and the re-assignment in the worker's log")
     proc.kill()

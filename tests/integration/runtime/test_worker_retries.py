@@ -20,8 +20,9 @@ from schema.spec import SPEC_ENV, ProcessorSpec, WorkerSpec
 from tests.integration.runtime.conftest import FAST
 from tests.support.kafka import committed_offsets, high_watermarks, produce, wait_for
 
-# librdkafka requires >= session.timeout.ms, which kcm sets to 10 s (a consumer's security may not change it)
-MAX_POLL_INTERVAL_MS = 10000
+# librdkafka requires >= session.timeout.ms (FAST's KCM_SESSION_TIMEOUT_MS, 6 s; a consumer's security may not
+# change it)
+MAX_POLL_INTERVAL_MS = int(FAST["KCM_SESSION_TIMEOUT_MS"])
 RETRY_FOREVER = {"max_retries": 1000, "retry_backoff": 0.2, "retry_backoff_max": 1, "retry_timeout": 300}
 
 

@@ -6,63 +6,32 @@ docs' images: ``KCM_UI_SCREENSHOTS=docs/images``), else to the test's temporary 
 from __future__ import annotations
 
 import os
-import shutil
-import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from werkzeug.serving import make_server
 
-from api.context import EXTENSION
 from tests.integration.api.conftest import ADMIN_TOKEN, make_app
 from tests.integration.monitoring.conftest import monitor  # noqa: F401  (the lag monitor fixture)
 from tests.integration.runtime.conftest import runtime  # noqa: F401  (the supervisor fixture)
+from tests.support.browser import WAIT, chromium, console, served
 from tests.support.kafka import produce, wait_for
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1000")
 MESSAGES = 40
-WAIT = 60  # seconds: generous on a loaded 2-core machine; every wait polls
-
-
-def chromium_paths() -> tuple[str, str]:
-    browser = shutil.which("chromium")
-    driver = shutil.which("chromedriver")
-    assert browser and driver, ("chromium and chromium-driver are not installed: "
-                                "apt-get install -y chromium chromium-driver (.ci/run installs them)")
-    return browser, driver
 
 
 @pytest.fixture
 def server(runtime, pg_url, redis_test_url):  # noqa: F811
     """The API and the dashboard served on a real socket (werkzeug, threaded), as a browser reaches them."""
     app = make_app(pg_url, redis_test_url, lag_interval=0.5, lag_window=4)
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{http.server_port}"
-    http.shutdown()
-    thread.join(10)
-    app.extensions[EXTENSION].close()
+    with served(app) as base:
+        yield app, base
 
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver = chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")  # a fresh profile each run
-    options.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})
-    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    chrome.set_page_load_timeout(WAIT)
-    yield chrome
-    chrome.quit()
+    with chromium(tmp_path / "chromium-profile", {"browser": "SEVERE"}) as chrome:  # a fresh profile each run
+        yield chrome
 
 
 @pytest.fixture
@@ -95,19 +64,16 @@ def shot(chrome, path: Path) -> None:
     chrome.set_window_size(1400, 1000)
 
 
-def console(chrome) -> list[str]:
-    """The page's console errors (a script that failed), for a failure's message."""
-    return [entry["message"] for entry in chrome.get_log("browser") if entry.get("level") == "SEVERE"]
-
-
 def sign_in(chrome, base: str, credential: str) -> None:
     from selenium.webdriver.common.by import By
 
     chrome.get(f"{base}/ui/consumers/")  # a page without a session lands on the sign-in form
-    wait_for(lambda: "/ui/sign-in" in chrome.current_url, timeout=WAIT, message="the sign-in page")
+    wait_for(lambda: urlsplit(chrome.current_url).path == "/ui/sign-in", timeout=WAIT, message="the sign-in page")
     chrome.find_element(By.ID, "credential").send_keys(credential)
     chrome.find_element(By.CSS_SELECTOR, "form.sign-in button[type=submit]").click()
-    wait_for(lambda: chrome.current_url.endswith("/ui/consumers/"), timeout=WAIT, message="signed in")
+    # the path, not the URL: the sign-in page's own URL ends with ?next=/ui/consumers/ too, and the test's next
+    # page load would race the form's POST (CI at 306485c: the audit page loaded before the session existed)
+    wait_for(lambda: urlsplit(chrome.current_url).path == "/ui/consumers/", timeout=WAIT, message="signed in")
 
 
 def test_an_operator_watches_lag_drain_live_then_stops_the_consumer(server, browser, runtime, monitor,  # noqa: F811

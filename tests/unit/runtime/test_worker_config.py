@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schema.settings import Settings
+from schema.settings import Settings, SettingsError
 from schema.spec import WorkerSpec
 from workers.config import (
     ConsumerConfigError,
@@ -90,6 +90,18 @@ def test_bad_auto_offset_reset_is_a_config_error():
 
 
 def test_max_poll_interval_comes_from_the_setting():
-    config = consumer_config(spec(), Settings.from_env({"KCM_MAX_POLL_INTERVAL_MS": "6000"}), {})
-    assert config["max.poll.interval.ms"] == 6000
+    config = consumer_config(spec(), Settings.from_env({"KCM_MAX_POLL_INTERVAL_MS": "10000"}), {})
+    assert config["max.poll.interval.ms"] == 10000
     assert consumer_config(spec(), SETTINGS, {})["max.poll.interval.ms"] == 300_000  # librdkafka's default
+
+
+def test_session_timeout_comes_from_the_setting_and_has_a_floor():
+    assert consumer_config(spec(), SETTINGS, {})["session.timeout.ms"] == 10_000
+    fast = Settings.from_env({"KCM_SESSION_TIMEOUT_MS": "6000", "KCM_MAX_POLL_INTERVAL_MS": "6000"})
+    config = consumer_config(spec(), fast, {})
+    assert (config["session.timeout.ms"], config["heartbeat.interval.ms"]) == (6000, 1000)
+    with pytest.raises(SettingsError, match="KCM_SESSION_TIMEOUT_MS='2999' must be at least 3000"):
+        Settings.from_env({"KCM_SESSION_TIMEOUT_MS": "2999"})
+    # librdkafka refuses max.poll.interval.ms < session.timeout.ms: said at start, not at the first consumer
+    with pytest.raises(SettingsError, match="KCM_MAX_POLL_INTERVAL_MS=6000 must be at least KCM_SESSION_TIMEOUT_MS"):
+        Settings.from_env({"KCM_MAX_POLL_INTERVAL_MS": "6000"})
